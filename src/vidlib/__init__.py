@@ -1,0 +1,1 @@
+"""vidlib: a video library service on S3."""

@@ -1,0 +1,106 @@
+"""A small key-value cache: Redis when configured, in-process otherwise.
+
+Entries are looked up by keys that include the owner's ``library_version``, so a
+write to a library makes its cached entries unreachable in every API process at
+once; TTLs only reclaim space.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+
+class Cache(Protocol):
+    """Bytes by key with a time to live; failures degrade to a miss."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The cached value, or None (also when the cache is down)."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        """Store a value; a down cache is ignored."""
+        ...
+
+    async def check(self) -> None:
+        """Raise when the cache is unreachable (readiness)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryCache:
+    """A bounded LRU with per-entry expiry, for a single process."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max = max_entries
+
+    async def get(self, key: str) -> bytes | None:
+        """The cached value, or None."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        """Store a value, evicting the least recently used past the bound."""
+        self._data[key] = (time.monotonic() + ttl_seconds, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def check(self) -> None:
+        """Always reachable."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisCache:
+    """Redis-backed cache shared by every API process."""
+
+    def __init__(self, url: str, *, prefix: str = "vidlib:cache:") -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
+        )
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        """The cached value, or None when absent or Redis is down."""
+        try:
+            value = await self._redis.get(self._prefix + key)
+        except (RedisError, OSError):
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        """Store a value; Redis being down only costs the cache."""
+        try:
+            await self._redis.set(self._prefix + key, value, ex=ttl_seconds)
+        except (RedisError, OSError):
+            return
+
+    async def check(self) -> None:
+        """PING."""
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._redis.aclose()
+
+
+def create_cache(redis_url: str | None) -> Cache:
+    """Redis when a URL is configured, else an in-process cache."""
+    return RedisCache(redis_url) if redis_url else MemoryCache()
