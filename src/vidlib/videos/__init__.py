@@ -1,0 +1,1 @@
+"""The video library: list, search, sort, cursor, recent, by key, delete, restore."""
