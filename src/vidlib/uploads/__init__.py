@@ -1,0 +1,1 @@
+"""Uploads: streamed through the API, direct to storage, and transcripts."""
