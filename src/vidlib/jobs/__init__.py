@@ -1,0 +1,1 @@
+"""Jobs: work users ask for on their videos, run by the background worker."""
