@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from vidlib.auth.models import User
+from vidlib.auth.models import Account
 from vidlib.auth.repository import UserRepository
 from vidlib.auth.tokens import VERIFIED_PRINCIPAL, InvalidToken, Principal, TokenVerifier
 from vidlib.db.session import SessionDep
@@ -31,7 +31,7 @@ async def get_current_user(
     session: SessionDep,
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
     token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User:
+) -> Account:
     """The authenticated user, or 401 for any missing, invalid or orphaned token."""
     if not token:
         raise Unauthorized("Not authenticated.")
@@ -44,10 +44,10 @@ async def get_current_user(
         except InvalidToken as exc:
             log.info("token rejected: %s", exc)
             raise Unauthorized("Could not validate credentials.") from exc
-    user = await UserRepository(session).get(principal.user_id)
+    user = await UserRepository(session).account(principal.user_id)
     if user is None:
         raise Unauthorized("Could not validate credentials.")
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[Account, Depends(get_current_user)]

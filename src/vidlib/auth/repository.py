@@ -5,10 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vidlib.auth.models import RefreshToken, User
+from vidlib.auth.models import Account, RefreshToken, User
+
+_USERS = User.__table__
+_ACCOUNT = select(
+    _USERS.c.id,
+    _USERS.c.email,
+    _USERS.c.created_at,
+    _USERS.c.video_count,
+    _USERS.c.library_version,
+).where(_USERS.c.id == bindparam("id"))
 
 
 class UserRepository:
@@ -20,6 +29,12 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         """A user by id."""
         return await self.session.get(User, user_id)
+
+    async def account(self, user_id: uuid.UUID) -> Account | None:
+        """The caller's snapshot (one Core query on the session's connection, no ORM load)."""
+        conn = await self.session.connection()
+        row = (await conn.execute(_ACCOUNT, {"id": user_id})).first()
+        return None if row is None else Account(*row)
 
     async def get_by_email(self, email: str) -> User | None:
         """A user by email (emails are stored lower-cased)."""

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vidlib.auth.models import User
+from vidlib.auth.models import Account
 from vidlib.db.base import utcnow
 from vidlib.db.session import after_commit
 from vidlib.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -133,7 +133,7 @@ class JobService:
         self.presenter = presenter
         self.queue = queue
 
-    async def create(self, user: User, body: JobCreateIn) -> JobOut:
+    async def create(self, user: Account, body: JobCreateIn) -> JobOut:
         """Validate as the original design does, then store and (after commit) queue."""
         if not body.video_upload_id and not body.s3_video_id:
             raise BadRequest("Either video_upload_id or s3_video_id must be provided")
@@ -220,7 +220,7 @@ class JobService:
             after_commit(self.session, enqueue)
         return self.presenter.job(job, video)
 
-    async def list_page(self, user: User, params: JobListParams) -> JobListOut:
+    async def list_page(self, user: Account, params: JobListParams) -> JobListOut:
         """A page of the user's jobs, newest first."""
         rows = await self.repo.page(
             user_id=user.id,
@@ -239,17 +239,17 @@ class JobService:
             has_more=params.page < total_pages,
         )
 
-    async def _get(self, user: User, job_id: uuid.UUID) -> tuple[Job, Video]:
+    async def _get(self, user: Account, job_id: uuid.UUID) -> tuple[Job, Video]:
         row = await self.repo.get_owned(user.id, job_id)
         if row is None:
             raise JobNotFound()
         return row
 
-    async def get(self, user: User, job_id: uuid.UUID) -> JobOut:
+    async def get(self, user: Account, job_id: uuid.UUID) -> JobOut:
         """One of the user's jobs."""
         return self.presenter.job(*await self._get(user, job_id))
 
-    async def cancel(self, user: User, job_id: uuid.UUID) -> JobOut:
+    async def cancel(self, user: Account, job_id: uuid.UUID) -> JobOut:
         """Cancel a queued or running job; 409 once it has finished."""
         job, video = await self._get(user, job_id)
         if job.status in FINISHED or not await self.repo.cancel(job.id, now=utcnow()):

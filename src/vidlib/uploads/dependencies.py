@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from vidlib.auth.dependencies import CurrentUser
-from vidlib.auth.models import User
+from vidlib.auth.models import Account
 from vidlib.db.session import SessionDep
 from vidlib.errors import ServiceUnavailable
 from vidlib.uploads.service import UploadPolicy, UploadService
@@ -37,7 +37,7 @@ async def get_upload_policy(request: Request) -> UploadPolicy:
     return UploadPolicy.from_settings(request.app.state.settings)
 
 
-async def get_upload_user(user: CurrentUser, session: SessionDep) -> User:
+async def get_upload_user(user: CurrentUser, session: SessionDep) -> Account:
     """The caller, with the request's session released.
 
     Video uploads commit their rows in their own transactions (see ``uploads.service``),
@@ -62,5 +62,5 @@ async def get_upload_service(
     )
 
 
-UploadUser = Annotated[User, Depends(get_upload_user)]
+UploadUser = Annotated[Account, Depends(get_upload_user)]
 UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vidlib.auth.models import User
+from vidlib.auth.models import Account
 from vidlib.cache import Cache
 from vidlib.db.base import utcnow
 from vidlib.errors import Conflict, NotFound, Unprocessable
@@ -129,7 +129,7 @@ class LibraryService:
         self.presenter = presenter
         self.cursors = cursors
 
-    async def _count(self, user: User, search: str | None) -> int:
+    async def _count(self, user: Account, search: str | None) -> int:
         if not search:
             return user.video_count
         digest = hashlib.sha256(search.encode()).hexdigest()[:24]
@@ -141,7 +141,7 @@ class LibraryService:
         await self.cache.set(key, str(total).encode(), CACHE_TTL_SECONDS)
         return total
 
-    async def list_page(self, user: User, params: ListParams) -> VideoListOut:
+    async def list_page(self, user: Account, params: ListParams) -> VideoListOut:
         """A page by number or continuing a cursor; exact totals."""
         descending = params.sort_order == "desc"
         fingerprint = query_fingerprint(
@@ -189,7 +189,7 @@ class LibraryService:
             next_cursor=next_cursor,
         )
 
-    async def recent(self, user: User, limit: int) -> list[VideoOut]:
+    async def recent(self, user: Account, limit: int) -> list[VideoOut]:
         """The newest ``limit`` videos; cached per library version, so never stale."""
         key = f"recent:{user.id}:{user.library_version}:{limit}"
         cached = await self.cache.get(key)
@@ -205,21 +205,21 @@ class LibraryService:
         await self.cache.set(key, _rows_adapter.dump_json(rows), CACHE_TTL_SECONDS)
         return [self.presenter.row(r) for r in rows]
 
-    async def get(self, user: User, video_id: uuid.UUID) -> Video:
+    async def get(self, user: Account, video_id: uuid.UUID) -> Video:
         """A live video of the user, or 404."""
         video = await self.repo.get_live(user.id, video_id)
         if video is None:
             raise VideoNotFound()
         return video
 
-    async def get_by_key(self, user: User, s3_key: str) -> Video:
+    async def get_by_key(self, user: Account, s3_key: str) -> Video:
         """A live video of the user by S3 key, or 404."""
         video = await self.repo.get_live_by_key(user.id, s3_key)
         if video is None:
             raise VideoNotFound()
         return video
 
-    async def patch(self, user: User, video_id: uuid.UUID, body: VideoPatch) -> Video:
+    async def patch(self, user: Account, video_id: uuid.UUID, body: VideoPatch) -> Video:
         """Rename and/or merge user metadata (a null value removes the key)."""
         video = await self.get(user, video_id)
         values: dict[str, Any] = {}
@@ -239,12 +239,12 @@ class LibraryService:
             await self.repo.update_fields(video, **values)
         return video
 
-    async def delete(self, user: User, video_id: uuid.UUID) -> None:
+    async def delete(self, user: Account, video_id: uuid.UUID) -> None:
         """Soft delete: gone from every list at once, restorable until purged."""
         video = await self.get(user, video_id)
         await self.repo.soft_delete(video)
 
-    async def restore(self, user: User, video_id: uuid.UUID) -> Video:
+    async def restore(self, user: Account, video_id: uuid.UUID) -> Video:
         """Undo a soft delete (a live video is returned unchanged); 404 once purged."""
         video = await self.repo.get_any(user.id, video_id)
         if video is None:
