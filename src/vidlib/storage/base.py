@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar, runtime_checkable
@@ -80,6 +81,38 @@ class PresignedRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+
+
+class ReadUrlMemo:
+    """Hands out the same presigned read URL for a key within a short window.
+
+    A URL is signed as of the start of the current window (at most a minute, a tenth of
+    the lifetime for short ones), so every listing in that window shows the same URL:
+    signing is skipped, and the app's image and video caches, keyed by URL, keep
+    working across refreshes. The price is that a URL is valid for between 90% and
+    100% of the configured lifetime from when it is handed out.
+    """
+
+    def __init__(self, max_window: int = 60, max_entries: int = 100_000) -> None:
+        self.max_window = max_window
+        self.max_entries = max_entries
+        self._urls: dict[tuple[str, int], tuple[int, str]] = {}
+
+    def get(self, key: str, expires_in: int, sign: Callable[[int], str]) -> str:
+        """The URL for ``key``; ``sign(signed_at)`` makes one signed at that Unix time."""
+        window = min(self.max_window, expires_in // 10)
+        now = int(time.time())
+        if window < 2:
+            return sign(now)
+        start = now - now % window
+        held = self._urls.get((key, expires_in))
+        if held is not None and held[0] == start:
+            return held[1]
+        if len(self._urls) >= self.max_entries:
+            self._urls = {}
+        url = sign(start)
+        self._urls[(key, expires_in)] = (start, url)
+        return url
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from vidlib.storage.base import (
     ObjectNotFound,
     PartInfo,
     PresignedRequest,
+    ReadUrlMemo,
     StorageError,
     run_shielded,
 )
@@ -308,6 +309,7 @@ class LocalStore:
         self.root = Path(root).absolute()
         self.public_url = public_url.rstrip("/")
         self._secret = hashlib.sha256(b"vidlib-local-storage\x00" + secret).digest()
+        self._read_urls = ReadUrlMemo()
 
     # -- helpers ------------------------------------------------------------------
 
@@ -576,9 +578,16 @@ class LocalStore:
     def presign_get(self, key: str, *, expires_in: int) -> str:
         """A signed GET URL on this app."""
         validate_key(key)
-        expires = str(self._expiry(expires_in))
-        signature = self._sign("GET", key, expires)
-        return f"{self.public_url}/storage/{quote_key(key)}?expires={expires}&signature={signature}"
+        if expires_in < 1:
+            raise ValueError("expires_in must be positive")
+
+        def sign(signed_at: int) -> str:
+            expires = str(signed_at + expires_in)
+            signature = self._sign("GET", key, expires)
+            query = f"expires={expires}&signature={signature}"
+            return f"{self.public_url}/storage/{quote_key(key)}?{query}"
+
+        return self._read_urls.get(key, expires_in, sign)
 
     def presign_put(
         self, key: str, *, content_type: str, content_length: int, expires_in: int

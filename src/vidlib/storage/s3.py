@@ -32,6 +32,7 @@ from vidlib.storage.base import (
     ObjectNotFound,
     PartInfo,
     PresignedRequest,
+    ReadUrlMemo,
     StorageError,
     run_shielded,
 )
@@ -148,6 +149,7 @@ class S3Store:
             addressing_style = "path"
         self._addressing_style: AddressingStyle = addressing_style
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        self._read_urls = ReadUrlMemo()
         self._access_key = access_key
         self._secret_key = secret_key
         self._session_token = session_token
@@ -499,7 +501,12 @@ class S3Store:
         """A GET URL: the public (CDN) URL when configured, else presigned."""
         if self._public_base_url:
             return self.object_url(key)
-        return self.presigner.presign("GET", key, expires_in=expires_in)
+        presigner = self.presigner
+        return self._read_urls.get(
+            key,
+            expires_in,
+            lambda signed_at: presigner.presign("GET", key, expires_in=expires_in, now=signed_at),
+        )
 
     def presign_put(
         self, key: str, *, content_type: str, content_length: int, expires_in: int
