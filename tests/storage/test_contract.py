@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -441,3 +442,36 @@ async def test_existing_key_fails_before_reading_the_stream(
     with pytest.raises(ObjectExists):
         await store.put_stream(key, source(), content_type="text/plain")
     assert pulled == 0
+
+
+async def test_read_urls_are_reused_within_a_window_and_stay_valid(
+    store: ObjectStore, prefix: str, http: httpx.AsyncClient
+) -> None:
+    """The same key gets the same URL within the window (app caches key on the URL),
+    a new one after it, and every one of them opens the object."""
+    key = f"{prefix}memo.mp4"
+    await store.put_bytes(key, b"frames", content_type="video/mp4")
+    start = 1_900_000_020  # a window boundary for a 300 s lifetime (30 s windows)
+    with mock.patch("vidlib.storage.base.time.time", return_value=start + 1.5):
+        first = store.presign_get(key, expires_in=300)
+        assert store.presign_get(key, expires_in=300) == first
+        other = store.presign_get(f"{prefix}other.mp4", expires_in=300)
+        assert other != first
+    with mock.patch("vidlib.storage.base.time.time", return_value=start + 29.9):
+        assert store.presign_get(key, expires_in=300) == first
+    with mock.patch("vidlib.storage.base.time.time", return_value=start + 30.0):
+        later = store.presign_get(key, expires_in=300)
+    assert later != first
+    # Signed as of the window start, for the full lifetime from there.
+    query = dict(parse_qsl(urlsplit(later).query))
+    if "expires" in query:
+        assert int(query["expires"]) == start + 30 + 300
+    else:
+        assert query["X-Amz-Date"] == time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start + 30))
+        assert query["X-Amz-Expires"] == "300"
+    # URLs issued now work (the mocked ones lie in the future of the real clock).
+    now_url = store.presign_get(key, expires_in=300)
+    assert (await http.get(now_url)).content == b"frames"
+    assert store.presign_get(key, expires_in=300) == now_url
+    # Very short lifetimes are never reused (no room for a window).
+    assert store.presign_get(key, expires_in=15) is not None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, Row, func
 
 from vidlib.errors import Unprocessable
 from vidlib.videos.models import Video
@@ -38,7 +38,7 @@ def sort_key(sort_by: str) -> ColumnElement[Any]:
     raise ValueError(sort_by)
 
 
-def sort_value(video: Video, sort_by: str) -> Any:
+def sort_value(video: Video | Row[Any], sort_by: str) -> Any:
     """The value of a row's sort key, as the database compares it."""
     if sort_by in ("created_at", "uploaded_at"):
         return video.created_at

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     Select,
     and_,
     delete,
@@ -30,6 +31,23 @@ from vidlib.videos.models import Video
 def escape_like(term: str) -> str:
     """Make ``%``, ``_`` and the escape character itself literal in a LIKE pattern."""
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# What a video object is built from, fetched as plain rows under the ORM attribute
+# names (no identity map, no instances: the listing's hot path).
+LISTED = (
+    Video.id.label("id"),
+    Video.filename.label("filename"),
+    Video.original_filename.label("original_filename"),
+    Video.s3_key.label("s3_key"),
+    Video.content_type.label("content_type"),
+    Video.file_size.label("file_size"),
+    Video.duration.label("duration"),
+    Video.thumbnail_s3_key.label("thumbnail_s3_key"),
+    Video.created_at.label("created_at"),
+    Video.media_metadata.label("media_metadata"),
+    Video.status.label("status"),
+)
 
 
 class VideoRepository:
@@ -66,8 +84,9 @@ class VideoRepository:
         limit: int,
         offset: int = 0,
         after: Cursor | None = None,
-    ) -> Sequence[Video]:
-        """Up to ``limit`` live videos in a total order (sort key, then id).
+    ) -> Sequence[Row[Any]]:
+        """Up to ``limit`` live videos in a total order (sort key, then id), as rows with
+        the :data:`LISTED` fields.
 
         With ``after`` the page starts past that position (keyset: cost independent
         of depth); otherwise ``offset`` rows are skipped through the index first and
@@ -85,10 +104,12 @@ class VideoRepository:
             ids = (
                 select(Video.id).where(*where).order_by(*order).offset(offset).limit(limit)
             ).subquery()
-            stmt: Select[Video] = select(Video).join(ids, Video.id == ids.c.id).order_by(*order)
+            stmt: Select[Any] = select(*LISTED).join(ids, Video.id == ids.c.id).order_by(*order)
         else:
-            stmt = select(Video).where(*where).order_by(*order).limit(limit)
-        return (await self.session.scalars(stmt)).all()
+            stmt = select(*LISTED).where(*where).order_by(*order).limit(limit)
+        conn = await self.session.connection()
+        rows: Sequence[Row[Any]] = (await conn.execute(stmt)).all()
+        return rows
 
     async def count(self, *, user_id: uuid.UUID, search: str | None) -> int:
         """Live videos matching ``search``."""

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,8 +60,8 @@ class VideoRow:
     status: str
 
     @classmethod
-    def of(cls, video: Video) -> VideoRow:
-        """Snapshot a row."""
+    def of(cls, video: Video | Row[Any]) -> VideoRow:
+        """Snapshot an ORM row or a listed row (same attribute names)."""
         return cls(
             id=str(video.id),
             filename=video.filename,
@@ -180,7 +181,7 @@ class LibraryService:
                 params.sort_by,
             )
         return VideoListOut(
-            videos=[self.presenter.video(v) for v in rows],
+            videos=[self.presenter.row(VideoRow.of(v)) for v in rows],
             total_count=total,
             page=page,
             page_size=params.page_size,
