@@ -156,7 +156,11 @@ class S3Store:
         self._config = AioConfig(
             region_name=region,
             signature_version="s3v4",
-            s3={"addressing_style": addressing_style},
+            # Bodies are not SHA-256 hashed for the signature (botocore would hash every
+            # part on the event loop over plain HTTP): every body we send carries a
+            # Content-MD5, computed off the loop and covered by the signature, which the
+            # server checks. Over HTTPS botocore already behaves this way.
+            s3={"addressing_style": addressing_style, "payload_signing_enabled": False},
             # total_max_attempts counts the first try; plain max_attempts would not.
             retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
