@@ -27,6 +27,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./var")
     database_url: str | None = None
+    # Connections each process keeps open (PostgreSQL). Sized for the concurrency one
+    # process serves: past pool + overflow, requests wait; an overflow connection is
+    # opened and closed per use, which costs a full connect (TLS, auth) each time.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
     storage_backend: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -49,6 +54,11 @@ class Settings(BaseSettings):
     rate_limit_per_ip: str = "3000/minute"
     # Login, register, token and refresh, per client address: guessing passwords is slow.
     rate_limit_auth: str = "20/minute"
+    # Uploads streamed through the API at once per user (video and transcript alike),
+    # counted through Redis when it is configured, else per process.
+    upload_concurrency_per_user: int = Field(default=3, ge=1)
+    # Direct upload sessions per user that are neither completed, aborted nor expired.
+    direct_upload_sessions_per_user: int = Field(default=20, ge=1)
     # Background work. "auto": the Redis queue when VIDLIB_REDIS_URL is set (then run
     # `vidlib worker`), else in-process. "memory" keeps it in-process even with Redis.
     queue_backend: Literal["auto", "memory", "redis"] = "auto"

@@ -65,6 +65,17 @@ class Unauthorized(AppError):
     headers = {"WWW-Authenticate": "Bearer"}
 
 
+class TooManyRequests(AppError):
+    """429: over a limit; the client may retry after ``Retry-After`` seconds."""
+
+    status_code = 429
+    message = "Too many requests; please retry later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(AppError):
     """503: a dependency is down; the client may retry."""
 

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from vidlib.auth.dependencies import CurrentUser
 from vidlib.db.session import SessionDep
 from vidlib.errors import API_ERRORS, WRITE_ERRORS, error_response, error_responses
+from vidlib.uploads.concurrency import UploadSlotsDep
 from vidlib.uploads.dependencies import UploadServiceDep, UploadUser, database_outage_as_503
 from vidlib.uploads.errors import UploadInterrupted
 from vidlib.uploads.schemas import (
@@ -64,8 +65,11 @@ def _file_form(description: str) -> dict[str, Any]:
     }
 
 
+# Over the rate limits, or as many uploads of the user in progress as allowed.
+_BUSY = error_response(429, "Too many requests, or too many of your uploads in progress")
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **WRITE_ERRORS,
+    429: _BUSY,
     200: {"model": UploadResultOut, "description": "You already have these exact bytes"},
     413: error_response(413, "Larger than the size limit"),
     415: error_response(415, "Not a supported video (decided by the first bytes)"),
@@ -120,15 +124,21 @@ def _content_length(request: Request) -> int | None:
     openapi_extra=_file_form("The video (MP4, MOV, M4V, WebM or MKV)."),
 )
 async def upload_video(
-    request: Request, user: UploadUser, uploads: UploadServiceDep, presenter: PresenterDep
+    request: Request,
+    user: UploadUser,
+    uploads: UploadServiceDep,
+    presenter: PresenterDep,
+    slots: UploadSlotsDep,
 ) -> Response:
     """Upload a video through the API; the body is streamed to storage as it arrives."""
-    result = await uploads.upload_stream(
-        user_id=user.id,
-        body=_body(request),
-        content_type=request.headers.get("content-type"),
-        content_length=_content_length(request),
-    )
+    # A slot is taken before the first byte is read and held until the video is stored.
+    async with slots.hold(user.id):
+        result = await uploads.upload_stream(
+            user_id=user.id,
+            body=_body(request),
+            content_type=request.headers.get("content-type"),
+            content_length=_content_length(request),
+        )
     return _result(result, presenter, status.HTTP_201_CREATED)
 
 
@@ -141,6 +151,9 @@ async def upload_video(
         200: {"model": UploadResultOut, "description": "sha256 matches a video you have"},
         413: error_response(413, "Larger than the size limit"),
         415: error_response(415, "content_type is not a supported video type"),
+        429: error_response(
+            429, "Too many requests, or too many of your direct uploads in progress"
+        ),
     },
 )
 async def create_direct_upload(
@@ -232,19 +245,21 @@ async def complete_direct_upload(
         422: error_response(
             422, "Not UTF-8, empty, or malformed SRT/WebVTT (the sentence says where)"
         ),
+        429: _BUSY,
     },
     openapi_extra=_file_form("A .txt, .srt or .vtt file, UTF-8, at most 2 MiB."),
 )
 async def upload_transcript(
-    request: Request, user: CurrentUser, session: SessionDep
+    request: Request, user: CurrentUser, session: SessionDep, slots: UploadSlotsDep
 ) -> TranscriptOut:
     """Upload a transcript for later jobs."""
-    transcript = await add_transcript(
-        session,
-        user_id=user.id,
-        body=_body(request),
-        content_type=request.headers.get("content-type"),
-    )
+    async with slots.hold(user.id):
+        transcript = await add_transcript(
+            session,
+            user_id=user.id,
+            body=_body(request),
+            content_type=request.headers.get("content-type"),
+        )
     return TranscriptOut(
         transcript_upload_id=transcript.id,
         format=transcript.format,

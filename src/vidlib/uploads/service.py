@@ -38,6 +38,7 @@ from vidlib.storage.base import (
     PartInfo,
 )
 from vidlib.tasks.ingest import IngestQueue
+from vidlib.uploads.concurrency import ensure_direct_session_room, lock_direct_sessions
 from vidlib.uploads.errors import (
     MalformedBody,
     UnsupportedMedia,
@@ -122,11 +123,16 @@ class UploadPolicy:
     first_part_urls: int = 100
     # How long a direct session (and every URL it hands out) stays valid.
     session_ttl: timedelta = timedelta(hours=24)
+    # Direct sessions a user may have open (neither completed, aborted nor expired).
+    direct_sessions_per_user: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadPolicy:
-        """The policy for a deployment's configured size limit."""
-        return cls(max_bytes=settings.max_upload_bytes)
+        """The policy for a deployment's configured limits."""
+        return cls(
+            max_bytes=settings.max_upload_bytes,
+            direct_sessions_per_user=settings.direct_upload_sessions_per_user,
+        )
 
     def part_size_for(self, size: int, floor: int) -> int:
         """A part size ≥ ``floor`` (and S3's 5 MiB) that fits ``size`` in 10,000 parts."""
@@ -512,6 +518,10 @@ class UploadService:
             deduped = await self._dedupe_direct(user_id, body, video_type, method, timestamp)
             if deduped is not None:
                 return deduped
+        # Refused before anything is created in storage; checked again, serialised,
+        # when the session is inserted.
+        async with self.sessionmaker() as session:
+            await self._ensure_session_room(session, user_id)
         key, filename, _ = await self.claim_key(
             user_id, timestamp, body.filename, video_type.extension
         )
@@ -573,7 +583,22 @@ class UploadService:
 
     async def _commit_new(self, upload: Upload) -> None:
         async with self.sessionmaker() as session, session.begin():
+            await lock_direct_sessions(session, upload.user_id)
             await UploadRepository(session).add(upload)
+            await self._ensure_session_room(session, upload.user_id, inserted=True)
+
+    async def _ensure_session_room(
+        self, session: AsyncSession, user_id: uuid.UUID, *, inserted: bool = False
+    ) -> None:
+        """429 when the user already has as many open direct sessions as allowed."""
+        await ensure_direct_session_room(
+            session,
+            user_id,
+            now=self.clock(),
+            lifetime=self.policy.session_ttl,
+            limit=self.policy.direct_sessions_per_user,
+            inserted=inserted,
+        )
 
     async def _dedupe_direct(
         self,
