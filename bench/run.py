@@ -325,18 +325,45 @@ Found and fixed before the run above: synchronous dependencies ran in the thread
 after five executions (43 ms instead of 0.3 ms a query; now `plan_cache_mode =
 force_custom_plan`).
 
-What remains, and is the gap to the targets (which need about 1.6 ms and 1 ms of CPU per
-request against ~0.4 ms for `/healthz`):
+Found and fixed next. `bench.api` on the same quiet machine before and after: list page
+1 (heavy user) 392 -> 503 req/s, recent 565 -> 961 req/s, list page 1 p99 132 ms (3.5x
+its median) -> 36.5 ms (1.2x), `/healthz` unchanged (5,462 and 5,378 req/s).
 
-- The server process is CPU-bound on every authenticated route; PostgreSQL is nearly
-  idle. Authentication still loads the user through the ORM inside the request's
-  transaction: `BEGIN`, the user `SELECT` and `COMMIT` are three round trips and a
-  good share of a cached `recent` request. Next step: authenticate without a
-  transaction (autocommit reads) or carry what reads need in the token.
-- Presenting a page signs two URLs per video (20 per page, ~11% of list page 1;
-  `VideoPresenter.video` ~18% in all). Next step: reuse a URL per key for part of its
-  lifetime.
-- Building the SQLAlchemy statement costs 4-7%, the access log line about 3%.
+- Python's garbage collector: full passes over the start-up heap (the app, SQLAlchemy's
+  mappers, pydantic's validators) stalled every request in flight for tens of ms; the
+  p99 of every row was ~110-130 ms against a 20-40 ms median. The server freezes its
+  start-up heap (`gc.freeze()`) and runs young-generation passes less often.
+- Connection churn: 16 concurrent requests against a pool of 10 (+10 overflow) opened
+  and closed an overflow connection per request (TLS context, authentication, setup).
+  The pool is now 20 (+10), configurable (`VIDLIB_DB_POOL_SIZE`,
+  `VIDLIB_DB_MAX_OVERFLOW`).
+- Authentication loaded the user through the ORM's identity map (~15% of `recent`):
+  now one Core query into a plain snapshot. Read-only requests run without
+  `BEGIN`/`COMMIT` (autocommit reads: two round trips less).
+- Presigning: a read URL is reused for the same key within a window (a minute for the
+  default hour-long lifetime), which also lets the app's image cache hit; signing fell
+  from ~9% of list page 1 to under 1%.
+- List pages are fetched as plain rows, not ORM instances.
+
+What remains, and is the gap to the targets: the server process is CPU-bound on every
+authenticated route (PostgreSQL is nearly idle), and the cost is now spread thin. By
+self time on list page 1: SQLAlchemy's execution path ~18%, FastAPI's routing and
+dependency resolution ~14%, vidlib's own code ~14% (no single function over 1.5%),
+asyncio ~8%, asyncpg ~7.5%, the access log ~6%, uvicorn ~6%, pydantic ~4%. `/healthz`
+skips authentication, the database and serialisation, so a 25% (list) or 40% (recent)
+ratio would need a request to cost 4x (2.5x) a bare health check in all; the remaining
+levers are structural (responses cached whole per library version, or a leaner stack
+than FastAPI + SQLAlchemy for the read path), not a hot spot.
+
+Uploads (100 MiB and 1 GiB through the API at 47% and 59% of the plain client): the
+server spent ~20% of its upload time hashing each 8 MiB part with SHA-256 for the
+request signature, on the event loop; S3 requests now send `UNSIGNED-PAYLOAD` with a
+signed `Content-MD5` (computed off the loop), as botocore already does over HTTPS.
+The server process is now idle about half of an upload (py-spy: the loop waits in
+`select`) while three processes share two cores (client, server, SeaweedFS), and the
+request body arrives in uvicorn's 64 KiB flow-control steps; the through-the-API path
+moves every byte over loopback twice where the plain client moves it once. Not yet
+explained well enough to fix: left open.
 """
 
 
