@@ -1,7 +1,7 @@
 """Jobs, and the processing bookkeeping of videos being ingested.
 
-Revision ID: 0002
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-24
 """
 
@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002"
+revision: str = "0003"
 # 0003 (idempotency keys) landed first on top of 0001; chaining after it keeps one head.
-down_revision: str | None = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
