@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import redis as sync_redis
 from fastapi import FastAPI
 from sqlalchemy import select, update
 from typer.testing import CliRunner
@@ -23,9 +25,14 @@ from tests.uploads.conftest import (
     stored_keys,
 )
 from vidlib.auth.models import User
+from vidlib.config import load_settings
 from vidlib.db.base import utcnow
+from vidlib.db.migrate import upgrade
+from vidlib.db.session import create_engine, create_sessionmaker
 from vidlib.jobs.models import Job
+from vidlib.storage import open_store
 from vidlib.storage.base import MIB, ObjectStore
+from vidlib.tasks.config import BackgroundConfig
 from vidlib.uploads.commands import uploads_cli
 from vidlib.uploads.maintenance import ReconcileReport, UnknownUser, import_objects, reconcile
 from vidlib.uploads.models import Upload
@@ -211,3 +218,54 @@ def test_commands(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "0 videos imported" in imported.output
     unknown = runner.invoke(uploads_cli, ["import-s3", "--user", "nobody@example.com"])
     assert unknown.exit_code == 2
+
+
+def test_import_command_queues_videos_for_the_worker(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the Redis queue, ``import-s3`` hands each new video to ``vidlib worker`` at
+    once (on the in-memory queue the server's sweeper picks the rows up)."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'vidlib.db'}"
+    upgrade(database_url)
+    env = {
+        "VIDLIB_DATA_DIR": str(tmp_path),
+        "VIDLIB_DATABASE_URL": database_url,
+        "VIDLIB_STORAGE_BACKEND": "local",
+        "VIDLIB_JWT_SECRET": JWT_SECRET,
+        "VIDLIB_REDIS_URL": redis_url,
+        "VIDLIB_QUEUE_BACKEND": "redis",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    owner = User(email="owner@example.com", password_hash="!")
+
+    async def arrange() -> str:
+        settings = load_settings()
+        engine = create_engine(database_url)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            session.add(owner)
+        await engine.dispose()
+        store = await open_store(settings)
+        key = f"uploads/users/{owner.id}/videos/1700000000_beach.mp4"
+        await store.put_bytes(key, mp4_bytes(20_000), content_type="video/mp4")
+        await store.close()
+        return BackgroundConfig.from_settings(settings).queue_name
+
+    queue_name = asyncio.run(arrange())
+    imported = CliRunner().invoke(uploads_cli, ["import-s3"])
+    assert imported.exit_code == 0, imported.output
+    assert "1 videos imported" in imported.output
+
+    async def imported_id() -> uuid.UUID:
+        engine = create_engine(database_url)
+        async with create_sessionmaker(engine)() as session:
+            video_id = (await session.execute(select(Video.id))).scalar_one()
+        await engine.dispose()
+        return video_id
+
+    video_id = asyncio.run(imported_id())
+    client = sync_redis.Redis.from_url(redis_url)
+    messages = client.xrange(queue_name)
+    client.close()
+    assert len(messages) == 1
+    assert str(video_id).encode() in b"".join(messages[0][1].values())

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,33 @@ async def start_background(
             # the queue down, and the worker's sweeper queues the rows once it is back.
             log.warning("the task queue is unreachable (%s)", type(exc).__name__)
     return background
+
+
+@contextlib.asynccontextmanager
+async def open_ingest_queue(settings: Settings) -> AsyncIterator[IngestQueue | None]:
+    """The ingest queue for a command outside the API (``vidlib import-s3``).
+
+    ``None`` on the in-memory queue, whose tasks live inside the API process: the
+    server's sweeper queues the new rows when it runs. With Redis the videos are queued
+    for ``vidlib worker`` at once; an unreachable queue is logged and the sweeper
+    queues them later.
+    """
+    config = BackgroundConfig.from_settings(settings)
+    if config.backend == "memory":
+        yield None
+        return
+    broker = create_broker(config)
+    try:
+        await broker.startup()
+    except Exception as exc:
+        log.warning("the task queue is unreachable (%s)", type(exc).__name__)
+        await broker.shutdown()
+        yield None
+        return
+    try:
+        yield TaskQueue(broker, INGEST_TASK)
+    finally:
+        await broker.shutdown()
 
 
 # -- the worker process ------------------------------------------------------------------

@@ -34,11 +34,6 @@ uploads_cli = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
 Work = Callable[[async_sessionmaker[AsyncSession], ObjectStore, IngestQueue | None], Awaitable[T]]
 
-# How the commands reach the processing queue; ``None`` until a queue is configured, in
-# which case imported videos stay ``processing`` until the worker sweeps them.
-open_ingest_queue: Callable[[Settings], Awaitable[IngestQueue | None]] | None = None
-
-
 def _settings() -> Settings:
     try:
         return load_settings()
@@ -49,11 +44,13 @@ def _settings() -> Settings:
 
 async def _with_resources(settings: Settings, work: Work[T]) -> T:
     """Run ``work(sessionmaker, store, ingest)`` with the database and store open."""
+    from vidlib.tasks.runtime import open_ingest_queue
+
     engine = create_engine(settings.resolved_database_url)
     store: ObjectStore = await open_store(settings)
-    ingest = await open_ingest_queue(settings) if open_ingest_queue else None
     try:
-        return await work(create_sessionmaker(engine), store, ingest)
+        async with open_ingest_queue(settings) as ingest:
+            return await work(create_sessionmaker(engine), store, ingest)
     finally:
         await store.close()
         await engine.dispose()
@@ -123,7 +120,7 @@ def import_s3_command(
         typer.Option(help="Give every object to this user (email) instead of the key's owner."),
     ] = None,
 ) -> None:
-    """Register videos already in storage (skips keys already registered)."""
+    """Register videos already in storage (skips keys already registered) and queue them."""
     settings = _settings()
 
     async def work(
