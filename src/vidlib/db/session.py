@@ -72,9 +72,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the handler succeeds, rolled back otherwise."""
     state = request.app.state
     maker: async_sessionmaker[AsyncSession] = (
-        getattr(state, "read_sessionmaker", state.sessionmaker)
-        if request.method in READ_ONLY_METHODS
-        else state.sessionmaker
+        state.read_sessionmaker if request.method in READ_ONLY_METHODS else state.sessionmaker
     )
     async with maker() as session:
         try:

@@ -34,6 +34,7 @@ uploads_cli = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
 Work = Callable[[async_sessionmaker[AsyncSession], ObjectStore, IngestQueue | None], Awaitable[T]]
 
+
 def _settings() -> Settings:
     try:
         return load_settings()
