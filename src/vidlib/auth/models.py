@@ -42,11 +42,6 @@ class Account:
     video_count: int
     library_version: int
 
-    @classmethod
-    def of(cls, user: User) -> Account:
-        """A snapshot of an ORM row."""
-        return cls(user.id, user.email, user.created_at, user.video_count, user.library_version)
-
 
 class RefreshToken(Base):
     """One issued refresh token (stored as a hash); rotated on every use."""
