@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -246,9 +247,11 @@ async def import_objects(
             # Job outputs (captions) belong to their job's row, not to a video's.
             known |= await referenced_output_keys(session, keys)
             owners = {owner_of_key(o.key) for o in batch} - {None}
-            existing_users = {
-                u for u in owners if u and await UserRepository(session).get(u) is not None
-            }
+            existing_users = set(
+                (await session.scalars(select(User.id).where(User.id.in_(owners)))).all()
+                if owners
+                else ()
+            )
         for listed in batch:
             if progress:
                 progress(listed.key)
