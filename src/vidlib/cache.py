@@ -36,11 +36,13 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """A bounded LRU with per-entry expiry, for a single process."""
+    """An LRU with per-entry expiry, for a single process, bounded in entries and bytes."""
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     async def get(self, key: str) -> bytes | None:
         """The cached value, or None."""
@@ -49,17 +51,31 @@ class MemoryCache:
             return None
         expires, value = item
         if expires < time.monotonic():
-            self._data.pop(key, None)
+            self._drop(key)
             return None
         self._data.move_to_end(key)
         return value
 
     async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        """Store a value, evicting the least recently used past the bound."""
+        """Store a value, evicting the least recently used past either bound."""
+        if len(value) > self._max_bytes:
+            return
+        self._drop(key)
         self._data[key] = (time.monotonic() + ttl_seconds, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+        self._bytes += len(value)
+        while len(self._data) > self._max or self._bytes > self._max_bytes:
+            _, (_, evicted) = self._data.popitem(last=False)
+            self._bytes -= len(evicted)
+
+    def _drop(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self._bytes -= len(item[1])
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes held in values."""
+        return self._bytes
 
     async def check(self) -> None:
         """Always reachable."""

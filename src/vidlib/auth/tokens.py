@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -52,10 +54,16 @@ class IssuedAccessToken:
 class JWTService:
     """Issues and verifies HS256 access tokens signed with the service's secret."""
 
+    # Verified tokens remembered (a client repeats its token on every request).
+    MEMO_SIZE = 4096
+    LEEWAY_SECONDS = 5
+
     def __init__(self, secret: str, ttl_seconds: int, issuer: str = "vidlib") -> None:
         self._secret = secret
         self._ttl = ttl_seconds
         self._issuer = issuer
+        # token -> (expiry, principal) for tokens that passed every check.
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     def issue(self, user_id: uuid.UUID, *, now: datetime | None = None) -> IssuedAccessToken:
         """A fresh access token for ``user_id``."""
@@ -72,7 +80,24 @@ class JWTService:
         return IssuedAccessToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl)
 
     def verify(self, token: str) -> Principal:
-        """Check signature (HS256 only: ``alg: none`` and others are refused), time and type."""
+        """Check signature (HS256 only: ``alg: none`` and others are refused), time and type.
+
+        A token that passed is remembered until it expires: its bytes are what was
+        signed, so the same string verifies the same way until then (``nbf`` is never
+        later than issue, so it cannot turn a remembered token invalid).
+        """
+        memo = self._verified.get(token)
+        if memo is not None:
+            if memo[0] + self.LEEWAY_SECONDS >= time.time():
+                return memo[1]
+            self._verified.pop(token, None)
+        principal, expires = self._verify(token)
+        self._verified[token] = (expires, principal)
+        if len(self._verified) > self.MEMO_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -80,7 +105,7 @@ class JWTService:
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 options={"require": ["exp", "iat", "sub", "jti", "type"]},
-                leeway=5,
+                leeway=self.LEEWAY_SECONDS,
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from exc
@@ -90,7 +115,7 @@ class JWTService:
             user_id = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
             raise InvalidToken("bad subject") from exc
-        return Principal(user_id=user_id, token_id=str(claims["jti"]))
+        return Principal(user_id=user_id, token_id=str(claims["jti"])), float(claims["exp"])
 
 
 def new_refresh_token() -> tuple[str, str]:
