@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from vidlib.auth.accounts import AccountCache, AccountChanges
 from vidlib.auth.router import auth_router, users_router
 from vidlib.auth.tokens import JWTService
 from vidlib.cache import create_cache
@@ -55,6 +56,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        accounts = AccountCache()
+        app.state.accounts = accounts
+        changes: AccountChanges | None = None
+        if settings.account_cache and engine.dialect.name == "postgresql":
+            changes = AccountChanges(settings.resolved_database_url, accounts)
+            await changes.start()
         app.state.store = store
         app.state.cache = cache
         app.state.upload_slots = upload_slots
@@ -70,6 +77,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             yield
         finally:
             await app.state.background.aclose()
+            if changes is not None:
+                await changes.aclose()
             await upload_slots.close()
             await cache.close()
             await store.close()

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # opened and closed per use, which costs a full connect (TLS, auth) each time.
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    # Keep callers' account rows in memory, kept exact by PostgreSQL LISTEN/NOTIFY (one
+    # extra connection per process). Turn off behind a transaction-pooling proxy such
+    # as PgBouncer, where LISTEN does not work. SQLite never uses it.
+    account_cache: bool = True
     storage_backend: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None

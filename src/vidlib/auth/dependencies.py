@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from vidlib.auth.accounts import AccountCache
 from vidlib.auth.models import Account
 from vidlib.auth.repository import UserRepository
 from vidlib.auth.tokens import VERIFIED_PRINCIPAL, InvalidToken, Principal, TokenVerifier
@@ -44,9 +45,15 @@ async def get_current_user(
         except InvalidToken as exc:
             log.info("token rejected: %s", exc)
             raise Unauthorized("Could not validate credentials.") from exc
+    accounts: AccountCache = request.app.state.accounts
+    user = accounts.get(principal.user_id)
+    if user is not None:
+        return user
+    generation = accounts.generation
     user = await UserRepository(session).account(principal.user_id)
     if user is None:
         raise Unauthorized("Could not validate credentials.")
+    accounts.put(user, generation)
     return user
 
 

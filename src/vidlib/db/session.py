@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -63,6 +64,17 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 
+# session.info key: users whose row this session changed (see ``account_changed``).
+CHANGED_ACCOUNTS = "changed_accounts"
+
+
+def account_changed(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Note that this session changed a user's row: a request session drops that
+    user's in-memory snapshot right after its commit (other processes hear of it
+    from PostgreSQL)."""
+    session.info.setdefault(CHANGED_ACCOUNTS, set()).add(user_id)
+
+
 def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
     """Run ``hook`` once the request's transaction has committed (never if it rolls back)."""
     session.info.setdefault("after_commit", []).append(hook)
@@ -82,6 +94,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+            # The caller reads its own write next, whichever notification comes first.
+            for user_id in session.info.pop(CHANGED_ACCOUNTS, ()):
+                state.accounts.invalidate(user_id)
             # Work queued during the request runs only once its rows are committed.
             hooks = session.info.pop("after_commit", [])
             for hook in hooks:

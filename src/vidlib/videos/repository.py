@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vidlib.auth.models import User
 from vidlib.db.base import utcnow
+from vidlib.db.session import account_changed
 from vidlib.videos.cursor import Cursor, sort_key
 from vidlib.videos.models import Video
 
@@ -172,6 +173,7 @@ class VideoRepository:
             )
             .execution_options(synchronize_session=False)
         )
+        account_changed(self.session, user_id)
 
     async def soft_delete(self, video: Video, *, when: datetime | None = None) -> None:
         """Hide a video from every read; it can be restored until purged."""
