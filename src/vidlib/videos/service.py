@@ -77,7 +77,16 @@ class VideoRow:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of a listing as cached: its rows and the cursor continuing past them."""
+
+    rows: list[VideoRow]
+    next_cursor: str | None
+
+
 _rows_adapter: TypeAdapter[list[VideoRow]] = TypeAdapter(list[VideoRow])
+_page_adapter: TypeAdapter[ListedPage] = TypeAdapter(ListedPage)
 
 
 class VideoPresenter:
@@ -143,8 +152,12 @@ class LibraryService:
         return total
 
     async def list_page(self, user: Account, params: ListParams) -> VideoListOut:
-        """A page by number or continuing a cursor; exact totals."""
-        descending = params.sort_order == "desc"
+        """A page by number or continuing a cursor; exact totals.
+
+        The page's rows (and the cursor past them) are cached under the owner's
+        library version and the whole query, so a repeated request reads no rows
+        and any write to the library makes every cached page of it unreachable.
+        """
         fingerprint = query_fingerprint(
             user.id, params.search, params.sort_by, params.sort_order, params.page_size
         )
@@ -155,19 +168,54 @@ class LibraryService:
                 params.cursor, sort_by=params.sort_by, fingerprint=fingerprint
             )
             page = after.page
+        position = params.cursor or str(page)
+        digest = hashlib.sha256(f"{fingerprint}:{position}".encode()).hexdigest()[:32]
+        key = f"page:{user.id}:{user.library_version}:{digest}"
+        listed = await self._cached_page(key)
+        if listed is None:
+            listed = await self._read_page(user, params, fingerprint, page, after)
+            await self.cache.set(key, _page_adapter.dump_json(listed), CACHE_TTL_SECONDS)
+        total = await self._count(user, params.search)
+        total_pages = math.ceil(total / params.page_size)
+        return VideoListOut(
+            videos=[self.presenter.row(r) for r in listed.rows],
+            total_count=total,
+            page=page,
+            page_size=params.page_size,
+            total_pages=total_pages,
+            has_more=page < total_pages,
+            next_cursor=listed.next_cursor,
+        )
+
+    async def _cached_page(self, key: str) -> ListedPage | None:
+        cached = await self.cache.get(key)
+        if cached is None:
+            return None
+        try:
+            return _page_adapter.validate_json(cached)
+        except ValueError:
+            log.warning("discarding unreadable cache entry")
+            return None
+
+    async def _read_page(
+        self,
+        user: Account,
+        params: ListParams,
+        fingerprint: str,
+        page: int,
+        after: Cursor | None,
+    ) -> ListedPage:
         rows = await self.repo.list_page(
             user_id=user.id,
             search=params.search,
             sort_by=params.sort_by,
-            descending=descending,
+            descending=params.sort_order == "desc",
             limit=params.page_size + 1,
             offset=0 if after else (page - 1) * params.page_size,
             after=after,
         )
         more_rows = len(rows) > params.page_size
         rows = rows[: params.page_size]
-        total = await self._count(user, params.search)
-        total_pages = math.ceil(total / params.page_size)
         next_cursor = None
         if more_rows and rows:
             last = rows[-1]
@@ -180,15 +228,7 @@ class LibraryService:
                 ),
                 params.sort_by,
             )
-        return VideoListOut(
-            videos=[self.presenter.row(VideoRow.of(v)) for v in rows],
-            total_count=total,
-            page=page,
-            page_size=params.page_size,
-            total_pages=total_pages,
-            has_more=page < total_pages,
-            next_cursor=next_cursor,
-        )
+        return ListedPage(rows=[VideoRow.of(v) for v in rows], next_cursor=next_cursor)
 
     async def recent(self, user: Account, limit: int) -> list[VideoOut]:
         """The newest ``limit`` videos; cached per library version, so never stale."""
