@@ -31,7 +31,7 @@ from vidlib.uploads.concurrency import create_upload_slots
 from vidlib.uploads.router import router as uploads_router
 from vidlib.videos.cursor import CursorCodec
 from vidlib.videos.router import router as videos_router
-from vidlib.videos.service import VideoPresenter
+from vidlib.videos.service import LibraryReader, VideoPresenter
 
 
 def create_app(settings: Settings | None = None, *, own_process: bool = False) -> FastAPI:
@@ -66,6 +66,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         app.state.cache = cache
         app.state.upload_slots = upload_slots
         app.state.presenter = VideoPresenter(store, settings.url_ttl_seconds)
+        app.state.library_reader = LibraryReader(
+            app.state.read_sessionmaker,
+            cache=cache,
+            presenter=app.state.presenter,
+            cursors=app.state.cursors,
+        )
         # In-process work on the embedded default; with Redis the API only enqueues.
         background = await start_background(settings, app.state.sessionmaker, store)
         app.state.background = background

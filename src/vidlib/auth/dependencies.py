@@ -12,7 +12,6 @@ from vidlib.auth.accounts import AccountCache
 from vidlib.auth.models import Account
 from vidlib.auth.repository import UserRepository
 from vidlib.auth.tokens import VERIFIED_PRINCIPAL, InvalidToken, Principal, TokenVerifier
-from vidlib.db.session import SessionDep
 from vidlib.errors import Unauthorized
 
 log = logging.getLogger("vidlib.auth")
@@ -29,7 +28,6 @@ async def get_verifier(request: Request) -> TokenVerifier:
 
 async def get_current_user(
     request: Request,
-    session: SessionDep,
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Account:
@@ -50,7 +48,9 @@ async def get_current_user(
     if user is not None:
         return user
     generation = accounts.generation
-    user = await UserRepository(session).account(principal.user_id)
+    # A session of its own, opened only on a miss (a cached caller costs no connection).
+    async with request.app.state.read_sessionmaker() as session:
+        user = await UserRepository(session).account(principal.user_id)
     if user is None:
         raise Unauthorized("Could not validate credentials.")
     accounts.put(user, generation)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from vidlib.db.session import SessionDep
-from vidlib.videos.service import LibraryService, VideoPresenter
+from vidlib.videos.service import LibraryReader, LibraryService, VideoPresenter
 
 
 async def get_presenter(request: Request) -> VideoPresenter:
@@ -16,13 +16,17 @@ async def get_presenter(request: Request) -> VideoPresenter:
     return presenter
 
 
-async def get_library(session: SessionDep, request: Request) -> LibraryService:
-    """The library service on this request's session."""
-    state = request.app.state
-    return LibraryService(
-        session, cache=state.cache, presenter=state.presenter, cursors=state.cursors
-    )
+async def get_library(session: SessionDep) -> LibraryService:
+    """One-video operations on this request's session."""
+    return LibraryService(session)
+
+
+async def get_reader(request: Request) -> LibraryReader:
+    """The app's listings (no session unless a cache misses)."""
+    reader: LibraryReader = request.app.state.library_reader
+    return reader
 
 
 LibraryDep = Annotated[LibraryService, Depends(get_library)]
+ReaderDep = Annotated[LibraryReader, Depends(get_reader)]
 PresenterDep = Annotated[VideoPresenter, Depends(get_presenter)]

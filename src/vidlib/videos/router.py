@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from vidlib.auth.dependencies import CurrentUser
 from vidlib.errors import API_ERRORS, WRITE_ERRORS, error_response, error_responses
-from vidlib.videos.dependencies import LibraryDep, PresenterDep
+from vidlib.videos.dependencies import LibraryDep, PresenterDep, ReaderDep
 from vidlib.videos.schemas import ListParams, RecentVideosOut, VideoListOut, VideoOut, VideoPatch
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"], responses=API_ERRORS)
@@ -33,20 +33,20 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
 
 @router.get("/s3-videos", response_model=VideoListOut, responses=_LIST_ERRORS)
 async def list_videos(
-    params: Annotated[ListParams, Query()], user: CurrentUser, library: LibraryDep
+    params: Annotated[ListParams, Query()], user: CurrentUser, reader: ReaderDep
 ) -> Response:
     """The caller's library: search, sort, page by number or continue a cursor."""
-    return _json(await library.list_page(user, params))
+    return _json(await reader.list_page(user, params))
 
 
 @router.get("/s3-videos/recent", response_model=RecentVideosOut, responses=_LIST_ERRORS)
 async def recent_videos(
     user: CurrentUser,
-    library: LibraryDep,
+    reader: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> Response:
     """The newest videos, for quick selection."""
-    return _json(RecentVideosOut(videos=await library.recent(user, limit)))
+    return _json(RecentVideosOut(videos=await reader.recent(user, limit)))
 
 
 @router.get("/s3-videos/by-key/{s3_key:path}", response_model=VideoOut, responses=_READ_ERRORS)

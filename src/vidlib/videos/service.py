@@ -122,24 +122,48 @@ class VideoPresenter:
         return self.row(VideoRow.of(video))
 
 
-class LibraryService:
-    """The operations behind ``/api/v1/videos``; every call is scoped to one user."""
+class _Reads:
+    """A read session opened only when a cache misses (AUTOCOMMIT: no transaction)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
+
+    def repo(self) -> VideoRepository:
+        if self._session is None:
+            self._session = self._sessions()
+        return VideoRepository(self._session)
+
+    async def __aenter__(self) -> _Reads:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class LibraryReader:
+    """Listings (pages and recent) for ``/api/v1/videos``, scoped to one user each.
+
+    Answers from the cache when it can, keyed by the owner's library version (which
+    every write bumps), and opens a database session only when it misses: a repeated
+    read costs no connection at all. One instance serves the whole app.
+    """
 
     def __init__(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         *,
         cache: Cache,
         presenter: VideoPresenter,
         cursors: CursorCodec,
     ) -> None:
-        self.session = session
-        self.repo = VideoRepository(session)
+        self.sessions = sessions
         self.cache = cache
         self.presenter = presenter
         self.cursors = cursors
 
-    async def _count(self, user: Account, search: str | None) -> int:
+    async def _count(self, reads: _Reads, user: Account, search: str | None) -> int:
         if not search:
             return user.video_count
         digest = hashlib.sha256(search.encode()).hexdigest()[:24]
@@ -147,7 +171,7 @@ class LibraryService:
         cached = await self.cache.get(key)
         if cached is not None:
             return int(cached)
-        total = await self.repo.count(user_id=user.id, search=search)
+        total = await reads.repo().count(user_id=user.id, search=search)
         await self.cache.set(key, str(total).encode(), CACHE_TTL_SECONDS)
         return total
 
@@ -171,11 +195,12 @@ class LibraryService:
         position = params.cursor or str(page)
         digest = hashlib.sha256(f"{fingerprint}:{position}".encode()).hexdigest()[:32]
         key = f"page:{user.id}:{user.library_version}:{digest}"
-        listed = await self._cached_page(key)
-        if listed is None:
-            listed = await self._read_page(user, params, fingerprint, page, after)
-            await self.cache.set(key, _page_adapter.dump_json(listed), CACHE_TTL_SECONDS)
-        total = await self._count(user, params.search)
+        async with _Reads(self.sessions) as reads:
+            listed = await self._cached_page(key)
+            if listed is None:
+                listed = await self._read_page(reads, user, params, fingerprint, page, after)
+                await self.cache.set(key, _page_adapter.dump_json(listed), CACHE_TTL_SECONDS)
+            total = await self._count(reads, user, params.search)
         total_pages = math.ceil(total / params.page_size)
         return VideoListOut(
             videos=[self.presenter.row(r) for r in listed.rows],
@@ -199,13 +224,14 @@ class LibraryService:
 
     async def _read_page(
         self,
+        reads: _Reads,
         user: Account,
         params: ListParams,
         fingerprint: str,
         page: int,
         after: Cursor | None,
     ) -> ListedPage:
-        rows = await self.repo.list_page(
+        rows = await reads.repo().list_page(
             user_id=user.id,
             search=params.search,
             sort_by=params.sort_by,
@@ -239,12 +265,21 @@ class LibraryService:
                 return [self.presenter.row(r) for r in _rows_adapter.validate_json(cached)]
             except ValueError:
                 log.warning("discarding unreadable cache entry")
-        videos = await self.repo.list_page(
-            user_id=user.id, search=None, sort_by="created_at", descending=True, limit=limit
-        )
+        async with _Reads(self.sessions) as reads:
+            videos = await reads.repo().list_page(
+                user_id=user.id, search=None, sort_by="created_at", descending=True, limit=limit
+            )
         rows = [VideoRow.of(v) for v in videos]
         await self.cache.set(key, _rows_adapter.dump_json(rows), CACHE_TTL_SECONDS)
         return [self.presenter.row(r) for r in rows]
+
+
+class LibraryService:
+    """One video of the caller: read, rename, delete, restore (on the request's session)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repo = VideoRepository(session)
 
     async def get(self, user: Account, video_id: uuid.UUID) -> Video:
         """A live video of the user, or 404."""
