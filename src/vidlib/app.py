@@ -54,10 +54,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         cache = create_cache(settings.redis_url)
         upload_slots = create_upload_slots(settings.upload_concurrency_per_user, settings.redis_url)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         accounts = AccountCache()
         app.state.accounts = accounts
+        # A request that changed its caller's row reads its own write next: the
+        # snapshot goes at commit, before any notification could arrive.
+        app.state.sessionmaker = create_sessionmaker(engine, on_account_change=accounts.invalidate)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         changes: AccountChanges | None = None
         if settings.account_cache and engine.dialect.name == "postgresql":
             changes = AccountChanges(settings.resolved_database_url, accounts)

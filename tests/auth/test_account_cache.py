@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from tests.helpers import auth_headers
 from vidlib.auth.accounts import APPLICATION_NAME, AccountCache
 from vidlib.auth.models import Account
 from vidlib.auth.tokens import InvalidToken, JWTService
+from vidlib.db.session import create_engine, create_sessionmaker
+from vidlib.videos.repository import VideoRepository
 
 ME = "/api/v1/users/me"
 
@@ -225,3 +228,26 @@ async def test_sqlite_never_caches(app: FastAPI, client: httpx.AsyncClient) -> N
     assert (await client.get(ME, headers=headers)).status_code == 200
     assert not app.state.accounts.enabled
     assert len(app.state.accounts) == 0
+
+
+async def test_a_commit_drops_the_snapshot_itself(sqlite_url: str) -> None:
+    """Any session of the app's sessionmaker (requests, uploads, in-process tasks)
+    drops the snapshot of a user whose library it changed, at commit, without waiting
+    for a notification; a rolled-back change drops nothing."""
+    cache = AccountCache()
+    cache.enable()
+    engine = create_engine(sqlite_url)
+    sessions = create_sessionmaker(engine, on_account_change=cache.invalidate)
+    account = _account()
+    try:
+        cache.put(account, cache.generation)
+        with contextlib.suppress(RuntimeError):
+            async with sessions() as session, session.begin():
+                await VideoRepository(session).touch_library(account.id)
+                raise RuntimeError("roll back")
+        assert cache.get(account.id) == account
+        async with sessions() as session, session.begin():
+            await VideoRepository(session).touch_library(account.id)
+        assert cache.get(account.id) is None
+    finally:
+        await engine.dispose()

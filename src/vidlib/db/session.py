@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -47,9 +48,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, on_account_change: Callable[[uuid.UUID], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit.
+
+    ``on_account_change`` is called, right after a commit, for each user whose row the
+    committed transaction changed (see :func:`account_changed`).
+    """
+    info = {ON_ACCOUNT_CHANGE: on_account_change} if on_account_change else None
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -64,15 +72,30 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 
-# session.info key: users whose row this session changed (see ``account_changed``).
+# session.info keys: users whose row the current transaction changed, and whom to tell.
 CHANGED_ACCOUNTS = "changed_accounts"
+ON_ACCOUNT_CHANGE = "on_account_change"
 
 
 def account_changed(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Note that this session changed a user's row: a request session drops that
-    user's in-memory snapshot right after its commit (other processes hear of it
-    from PostgreSQL)."""
+    """Note that this session changed a user's row: once it commits, the sessionmaker's
+    ``on_account_change`` hears of it (the API drops its in-memory snapshot of that
+    user there and then; other processes hear of it from PostgreSQL)."""
     session.info.setdefault(CHANGED_ACCOUNTS, set()).add(user_id)
+
+
+@event.listens_for(Session, "after_commit")
+def _tell_account_changes(session: Session) -> None:
+    changed = session.info.pop(CHANGED_ACCOUNTS, None)
+    notify = session.info.get(ON_ACCOUNT_CHANGE)
+    if changed and notify is not None:
+        for user_id in changed:
+            notify(user_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_account_changes(session: Session) -> None:
+    session.info.pop(CHANGED_ACCOUNTS, None)
 
 
 def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
@@ -94,9 +117,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
-            # The caller reads its own write next, whichever notification comes first.
-            for user_id in session.info.pop(CHANGED_ACCOUNTS, ()):
-                state.accounts.invalidate(user_id)
             # Work queued during the request runs only once its rows are committed.
             hooks = session.info.pop("after_commit", [])
             for hook in hooks:
