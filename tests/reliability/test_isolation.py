@@ -16,7 +16,9 @@ listing and the incomplete multipart uploads are compared: byte for byte the sam
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -290,6 +292,7 @@ async def build_world(app: FastAPI, client: httpx.AsyncClient) -> World:
     b_live = await _stream_upload(client, b, 32_000)
     b_put = await _direct(client, b, 2_000)
     b_multipart = await _direct(client, b, 7 * MIB)
+    await background_settled(app)
     return World(
         app=app,
         client=client,
@@ -301,6 +304,24 @@ async def build_world(app: FastAPI, client: httpx.AsyncClient) -> World:
         b_put=b_put,
         b_part_url=b_multipart["parts"][0]["url"],
     )
+
+
+async def background_settled(app: FastAPI, within: float = 30) -> None:
+    """Wait until no video is being ingested and no job is running: their writes (a
+    video turning ready or failed, its owner's library version) must not land between
+    two snapshots."""
+    busy = sa.text(
+        "SELECT (SELECT count(*) FROM videos WHERE status = 'processing')"
+        " + (SELECT count(*) FROM jobs WHERE status = 'running')"
+    )
+    deadline = time.monotonic() + within
+    while True:
+        async with app.state.sessionmaker() as session:
+            if not (await session.execute(busy)).scalar_one():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError("background work did not settle")
+        await asyncio.sleep(0.05)
 
 
 # -- what must not change --------------------------------------------------------------
