@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from vidlib.config import ConfigError, Settings, load_settings
+from vidlib.cliutil import settings_or_exit
+from vidlib.config import ConfigError, Settings
 
 cli = typer.Typer(
     help="vidlib: a video library service on S3.",
@@ -30,14 +31,6 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
-
-
 def _migrate(settings: Settings) -> None:
     from vidlib.db.migrate import upgrade
 
@@ -47,7 +40,7 @@ def _migrate(settings: Settings) -> None:
 @cli.command()
 def migrate() -> None:
     """Apply database migrations."""
-    settings = _settings()
+    settings = settings_or_exit()
     _migrate(settings)
     typer.echo("Database is up to date.")
 
@@ -58,7 +51,7 @@ def worker() -> None:
     from vidlib.observability.logging import configure_logging
     from vidlib.tasks.runtime import run_worker
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, json=settings.log_json)
     _migrate(settings)
     run_worker(settings)
@@ -75,7 +68,7 @@ def serve(
 
     from vidlib.observability.logging import configure_logging
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, json=settings.log_json)
     _migrate(settings)
     # Fail now, with one sentence, rather than at the first request.
@@ -117,7 +110,7 @@ def purge(
     from vidlib.videos.service import purge_deleted
 
     age = parse_age(older_than)
-    settings = _settings()
+    settings = settings_or_exit()
     _migrate(settings)
 
     async def run() -> int:
@@ -150,7 +143,7 @@ def users_create(
     from vidlib.db.session import create_engine, create_sessionmaker
     from vidlib.errors import AppError
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         creds = Credentials(email=email, password=password)
     except ValidationError as exc:

@@ -15,7 +15,8 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vidlib.config import ConfigError, Settings, load_settings
+from vidlib.cliutil import settings_or_exit
+from vidlib.config import Settings
 from vidlib.db.session import create_engine, create_sessionmaker
 from vidlib.storage import open_store
 from vidlib.storage.base import ObjectStore
@@ -33,14 +34,6 @@ uploads_cli = typer.Typer(no_args_is_help=True)
 
 T = TypeVar("T")
 Work = Callable[[async_sessionmaker[AsyncSession], ObjectStore, IngestQueue | None], Awaitable[T]]
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
 
 
 async def _with_resources(settings: Settings, work: Work[T]) -> T:
@@ -92,7 +85,7 @@ def reconcile_command(
     ] = 24,
 ) -> None:
     """Compare storage under uploads/users/ with the database, and repair with --fix."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def work(
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -122,7 +115,7 @@ def import_s3_command(
     ] = None,
 ) -> None:
     """Register videos already in storage (skips keys already registered) and queue them."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def work(
         sessionmaker: async_sessionmaker[AsyncSession],
