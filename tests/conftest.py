@@ -23,7 +23,7 @@ from vidlib.config import Settings
 from vidlib.db.migrate import upgrade
 from vidlib.db.models import Base
 
-pytest_plugins = ["tests.fixtures.seaweed"]
+pytest_plugins = ["tests.fixtures.seaweed", "tests.fixtures.background"]
 
 PG_ADMIN_URL = os.environ.get("VIDLIB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One Redis database per xdist worker (15, 14, ...): each test flushes its own.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tasks.conftest import background, caller, config, media, videos
+from tests.tasks.conftest import media, videos
 
-__all__ = ["background", "caller", "config", "media", "videos"]
+__all__ = ["media", "videos"]
 
 
 @pytest.fixture(params=["local"])

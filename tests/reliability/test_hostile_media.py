@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -61,12 +61,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.mediafiles import make_mp4, make_webm
-from tests.tasks.support import background_app, fast_config, wait_for_video
+from tests.tasks.support import fast_config, wait_for_video
 from tests.uploads.conftest import (
     Caller,
     chunked,
     form,
-    new_user,
     pending_multipart,
     put,
     row_counts,
@@ -74,7 +73,6 @@ from tests.uploads.conftest import (
 )
 from vidlib.db.base import utcnow
 from vidlib.storage.base import ObjectStore
-from vidlib.tasks.config import BackgroundConfig
 from vidlib.tasks.models import VideoIngest
 from vidlib.tasks.repository import IngestRepository
 from vidlib.tasks.runtime import Background
@@ -425,25 +423,6 @@ def watch(arsenal: Arsenal) -> Iterator[OpenWatch]:
 
 
 # -- the app --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def config() -> BackgroundConfig:
-    """Background work on the tests' time scale, media analysis in threads."""
-    return fast_config()
-
-
-@pytest.fixture
-async def background(app: FastAPI, config: BackgroundConfig) -> AsyncIterator[Background]:
-    """The app's background work (ingest in-process), started with ``config``."""
-    async for background in background_app(app, config):
-        yield background
-
-
-@pytest.fixture
-async def caller(app: FastAPI, background: Background) -> Caller:
-    """A user of the app, with ingest running."""
-    return await new_user(app)
 
 
 async def stream_upload(

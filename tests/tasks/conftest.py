@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 import tests.tasks.plugins  # noqa: F401  (registers the test job kinds)
 from tests.media.conftest import Videos, videos
-from tests.tasks.support import Caller, background_app, fast_config, new_user
-from vidlib.tasks.config import BackgroundConfig
-from vidlib.tasks.runtime import Background
 
-__all__ = ["MediaFiles", "background", "caller", "config", "media", "videos"]
-
-
-@pytest.fixture
-def config() -> BackgroundConfig:
-    """The background configuration of a test (modules override this)."""
-    return fast_config()
-
-
-@pytest.fixture
-async def background(app: FastAPI, config: BackgroundConfig) -> AsyncIterator[Background]:
-    """The app's background work, started with ``config``."""
-    async for background in background_app(app, config):
-        yield background
-
-
-@pytest.fixture
-async def caller(app: FastAPI, background: Background) -> Caller:
-    """A user of the app (with background work running)."""
-    return await new_user(app)
+__all__ = ["MediaFiles", "media", "videos"]
 
 
 @dataclass(frozen=True)
