@@ -301,6 +301,10 @@ NOTES = """\
 - API: the rate limits are raised far above the offered load for `bench.api` (every
   request comes from one address and one user; at the default 1,200/minute per user
   most of a row would be 429s). The limiter still runs on every request.
+- API: each row repeats one request, so after its first request the list and recent
+  rows are answered from the caches (the caller's account row, the page under the
+  library version) and read no rows, as a repeated read does in service; by key and
+  `/healthz` have no such cache. A miss costs what the profiling below describes.
 - Upload: the plain client and the server both write to the same SeaweedFS on the same
   machine; SeaweedFS's own CPU use is the ceiling for both, and its throughput varies
   from run to run, so compare the rows of one run only.
@@ -313,61 +317,62 @@ NOTES = """\
 # What profiling found where targets are missed; kept here so every regenerated report
 # carries it. Update it when the causes are fixed.
 FINDINGS = """\
-## Profiling: why the API targets are missed
+## Profiling: what was found and fixed
 
-Measured with `py-spy record -r 200` on the server during wrk runs on list page 1 and
-recent, and per-process CPU from `/proc`.
+Measured with `py-spy record` on the server during wrk runs (list page 1, recent), and
+per-process CPU from `/proc`.
 
-Found and fixed before the run above: synchronous dependencies ran in the thread pool
-(`run_in_threadpool` ~5.5%); the JWT was verified twice per request (rate limiter and
-`get_current_user`, ~11%); `pool_pre_ping` added a `SELECT 1` round trip per request
-(~10% on `recent`); PostgreSQL switched the prepared search statement to a generic plan
-after five executions (43 ms instead of 0.3 ms a query; now `plan_cache_mode =
-force_custom_plan`).
+First round: synchronous dependencies ran in the thread pool (`run_in_threadpool`
+~5.5%); the JWT was verified twice per request (~11%); `pool_pre_ping` added a round
+trip per request (~10% on `recent`); PostgreSQL switched the prepared search statement
+to a generic plan after five executions (43 ms instead of 0.3 ms; now `plan_cache_mode
+= force_custom_plan`).
 
-Found and fixed next. `bench.api` on the same quiet machine before and after: list page
-1 (heavy user) 392 -> 503 req/s, recent 565 -> 961 req/s, list page 1 p99 132 ms (3.5x
-its median) -> 36.5 ms (1.2x), `/healthz` unchanged (5,462 and 5,378 req/s).
+Second round (list page 1 392 -> 503 req/s, recent 565 -> 961 req/s, p99 3.5x -> 1.2x
+its median, in `bench.api` runs on an earlier machine): full GC passes over the start-up
+heap stalled requests (the server now freezes it, `gc.freeze()`); 16 concurrent requests
+churned overflow connections of a 10 (+10) pool (now 20 (+10), configurable); the
+caller was loaded through the ORM's identity map (now one Core query into a snapshot);
+reads ran inside `BEGIN`/`COMMIT` (now autocommit); every URL was presigned afresh (now
+reused per key within a minute); list pages were ORM instances (now plain rows).
 
-- Python's garbage collector: full passes over the start-up heap (the app, SQLAlchemy's
-  mappers, pydantic's validators) stalled every request in flight for tens of ms; the
-  p99 of every row was ~110-130 ms against a 20-40 ms median. The server freezes its
-  start-up heap (`gc.freeze()`) and runs young-generation passes less often.
-- Connection churn: 16 concurrent requests against a pool of 10 (+10 overflow) opened
-  and closed an overflow connection per request (TLS context, authentication, setup).
-  The pool is now 20 (+10), configurable (`VIDLIB_DB_POOL_SIZE`,
-  `VIDLIB_DB_MAX_OVERFLOW`).
-- Authentication loaded the user through the ORM's identity map (~15% of `recent`):
-  now one Core query into a plain snapshot. Read-only requests run without
-  `BEGIN`/`COMMIT` (autocommit reads: two round trips less).
-- Presigning: a read URL is reused for the same key within a window (a minute for the
-  default hour-long lifetime), which also lets the app's image cache hit; signing fell
-  from ~9% of list page 1 to under 1%.
-- List pages are fetched as plain rows, not ORM instances.
+Third round, the structural change the second one pointed to. The server was CPU-bound
+with the cost spread thin (SQLAlchemy's execution path ~18%, FastAPI's dependency
+resolution ~14%, asyncpg ~7-16%, no function of vidlib over 1.5%): what was left to cut
+was work per request, not a hot spot. By hand, with the same wrk settings on this
+machine just before: `/healthz` 6,549, list page 1 705 (11%), recent 1,193 req/s (18%).
 
-What remains, and is the gap to the targets: the server process is CPU-bound on every
-authenticated route (PostgreSQL is nearly idle), and the cost is now spread thin. By
-self time on list page 1: SQLAlchemy's execution path ~18%, FastAPI's routing and
-dependency resolution ~14%, vidlib's own code ~14% (no single function over 1.5%),
-asyncio ~8%, asyncpg ~7.5%, the access log ~6%, uvicorn ~6%, pydantic ~4%. `/healthz`
-skips authentication, the database and serialisation, so a 25% (list) or 40% (recent)
-ratio would need a request to cost 4x (2.5x) a bare health check in all; the remaining
-levers are structural (responses cached whole per library version, or a leaner stack
-than FastAPI + SQLAlchemy for the read path), not a hot spot.
+- The caller's account row was read from PostgreSQL on every request (~21% of
+  `recent`). It is now kept in memory per API process and dropped the moment it
+  changes: a trigger on `users` sends `NOTIFY` at commit for every update or delete,
+  from any writer; one connection per process LISTENs; a request that changed its
+  caller's library also drops the snapshot itself after its commit. The cache is off
+  while the listener is down or its heartbeat notification does not come back (a
+  transaction-pooling proxy), and never on with SQLite (`VIDLIB_ACCOUNT_CACHE`).
+- Verified access tokens are remembered until they expire (PyJWT's decode was ~8%).
+- List pages are cached like `recent`, under the owner's library version and the whole
+  query (page number or cursor); a write bumps the version, so no stale page is served.
+- A read that the caches answer opens no database session at all (creating and closing
+  one per request was ~12% of `recent`): listings and authentication open one only on
+  a miss.
 
-Uploads (100 MiB and 1 GiB through the API at 47% and 59% of the plain client): the
-server spent ~20% of its upload time hashing each 8 MiB part with SHA-256 for the
-request signature, on the event loop; S3 requests now send `UNSIGNED-PAYLOAD` with a
-signed `Content-MD5` (computed off the loop), as botocore already does over HTTPS.
-What remains: the API path does work per byte that the plain client does not --
-receiving the body (in uvicorn's 64 KiB flow-control steps), SHA-256 of the whole file
-for de-duplication and MD5 of each part for S3's integrity check (each in a thread),
-and sending it on over loopback a second time -- on the same two cores SeaweedFS needs
-for the bytes it stores. The server's event loop waits in `select` for about half of an
-upload, so the loop is not the limit; the machine's CPU is. Sending 4 parts at once
-instead of 2 gained within noise (74 -> 77 MiB/s at 100 MiB) for +32 MiB of RSS, so it
-was not kept. Left open: a cheaper integrity check than MD5 (CRC32C where the S3 server
-supports flexible checksums) is the next lever.
+Uploads (through the API at 50-65% of the plain client's rate; still missed): per
+process CPU for 300 MiB on this machine -- the server ~1.1 s, SeaweedFS ~2.6 s (the
+same as under the plain client), plus curl. A timeline of one 100 MiB upload (part
+launched, MD5 done, part stored) shows the storage side setting the pace: 8 MiB arrive
+in ~35 ms, but with 2 parts in flight each takes ~130-180 ms to store, and with 4 in
+flight each takes ~300 ms -- SeaweedFS's total rate stays the same, because it is short
+of CPU: the plain client leaves it ~1.5 of the 2 cores, while curl and the server's
+receive path (uvicorn's 64 KiB steps, the multipart parser, SHA-256 for de-duplication,
+MD5 per part) take about 0.5 core-seconds per 100 MiB more. With both cores busy all the
+time the API path would need ~0.71 s for 100 MiB (82% of the plain client's 0.58 s); it
+keeps them ~60% busy (1.16 s), the rest being waits between the three processes.
+Tried, by hand with 300 MiB: no integrity checksum on parts at all (server CPU 1.1 ->
+0.7 s) 96 -> 99-103 MiB/s; 4 parts in flight, no change; hashing each block for
+de-duplication while the next one is read instead of before, no change. None was
+kept. CRC32 (5x cheaper than MD5 here) instead of Content-MD5 would save ~0.1
+core-second per 100 MiB, but flexible checksums are handled differently across
+S3-compatible servers; not done.
 """
 
 
