@@ -44,3 +44,15 @@ async def test_bytes_are_bounded() -> None:
     await cache.set("huge", bytes(101), 60)
     assert await cache.get("huge") is None
     assert cache.size_bytes == 70
+
+
+async def test_expired_entries_are_reclaimed_without_being_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = MemoryCache()
+    for i in range(5):
+        await cache.set(f"old{i}", bytes(10), ttl_seconds=10)
+    later = time.monotonic() + 11
+    monkeypatch.setattr("vidlib.cache.time.monotonic", lambda: later)
+    await cache.set("new", bytes(10), ttl_seconds=10)
+    assert cache.size_bytes == 10

@@ -7,6 +7,7 @@ once; TTLs only reclaim space.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -61,11 +62,18 @@ class MemoryCache:
         if len(value) > self._max_bytes:
             return
         self._drop(key)
-        self._data[key] = (time.monotonic() + ttl_seconds, value)
+        now = time.monotonic()
+        self._data[key] = (now + ttl_seconds, value)
         self._bytes += len(value)
         while len(self._data) > self._max or self._bytes > self._max_bytes:
             _, (_, evicted) = self._data.popitem(last=False)
             self._bytes -= len(evicted)
+        # Reclaim what has expired at the least recently used end: entries keyed by a
+        # superseded library version are never read again, so nothing else would.
+        for old, (expires, _) in list(itertools.islice(self._data.items(), 8)):
+            if expires >= now:
+                break
+            self._drop(old)
 
     def _drop(self, key: str) -> None:
         item = self._data.pop(key, None)

@@ -29,6 +29,9 @@ from vidlib.videos.schemas import ListParams, VideoListOut, VideoOut, VideoPatch
 log = logging.getLogger("vidlib.videos")
 
 CACHE_TTL_SECONDS = 300
+# Pages are many and each is superseded by the next write to its library: a shorter
+# life keeps the in-process cache small under writes (keys carry the version anyway).
+PAGE_TTL_SECONDS = 60
 
 
 class VideoNotFound(NotFound):
@@ -199,7 +202,7 @@ class LibraryReader:
             listed = await self._cached_page(key)
             if listed is None:
                 listed = await self._read_page(reads, user, params, fingerprint, page, after)
-                await self.cache.set(key, _page_adapter.dump_json(listed), CACHE_TTL_SECONDS)
+                await self.cache.set(key, _page_adapter.dump_json(listed), PAGE_TTL_SECONDS)
             total = await self._count(reads, user, params.search)
         total_pages = math.ceil(total / params.page_size)
         return VideoListOut(
