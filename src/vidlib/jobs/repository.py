@@ -203,6 +203,21 @@ class JobRepository:
         )
         return bool(rowcount(await self.session.execute(stmt)))
 
+    async def end_wait(self, video_id: uuid.UUID, *, now: datetime) -> None:
+        """Make the video's jobs that were postponed while it was processed due now
+        (never attempted: a retry's back-off is left alone)."""
+        stmt = (
+            update(Job)
+            .where(
+                Job.video_id == video_id,
+                Job.status == JobStatus.queued.value,
+                Job.attempts == 0,
+                Job.next_attempt_at.is_not(None),
+            )
+            .values(next_attempt_at=None, updated_at=now)
+        )
+        await self.session.execute(stmt)
+
     async def waiting_on(self, video_id: uuid.UUID) -> Sequence[uuid.UUID]:
         """Queued jobs of a video (woken when its processing ends)."""
         stmt = select(Job.id).where(Job.video_id == video_id, Job.status == JobStatus.queued.value)

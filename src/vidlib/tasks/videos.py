@@ -192,9 +192,11 @@ async def _retry(ctx: TaskContext, claimed: _Claimed, failure: Failure) -> None:
 
 
 async def _wake_jobs(ctx: TaskContext, video_id: uuid.UUID) -> None:
-    """Jobs waiting for this video's processing can run now."""
-    async with ctx.sessionmaker() as session:
-        waiting = await JobRepository(session).waiting_on(video_id)
+    """Jobs waiting for this video's processing can run now (their postponement ends)."""
+    async with ctx.sessionmaker() as session, session.begin():
+        jobs = JobRepository(session)
+        await jobs.end_wait(video_id, now=utcnow())
+        waiting = await jobs.waiting_on(video_id)
     for job_id in waiting:
         try:
             await ctx.kick_job(job_id)
