@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from vidlib.uploads.transcripts import timed_cues
 
 MAX_CHARS = 42
 MAX_LINES = 2
 
-_TIME = r"(?:(\d{1,3}):)?([0-5]?\d):([0-5]\d)[,.](\d{3})"
-_TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
-_TAG = re.compile(r"<[^>\n]*>")
 _ASS_OVERRIDE = re.compile(r"\{\\[^}\n]*\}")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
-_VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,45 +38,15 @@ class Cue:
 # -- reading timed transcripts ---------------------------------------------------------
 
 
-def _millis(groups: tuple[str | None, ...]) -> int:
-    h, m, s, ms = groups
-    return ((int(h or 0) * 60 + int(m or 0)) * 60 + int(s or 0)) * 1000 + int(ms or 0)
-
-
-def _blocks(text: str) -> Iterator[list[str]]:
-    block: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if line.strip():
-            block.append(line)
-        elif block:
-            yield block
-            block = []
-    if block:
-        yield block
-
-
 def parse_timed(text: str) -> list[Cue]:
-    """Cues of an SRT or WebVTT text (already validated), tags removed, in time order."""
+    """Cues of an SRT or WebVTT text, read by the upload's own parser (the text was
+    validated there), as lines of plain text, in time order; empty cues are dropped."""
     cues: list[Cue] = []
-    is_vtt = text.lstrip("\ufeff").startswith("WEBVTT")
-    for index, block in enumerate(_blocks(text)):
-        if is_vtt and (index == 0 or block[0].startswith(_VTT_BLOCKS)):
-            continue  # the header, comments, style and region definitions
-        timing_at = next((i for i, line in enumerate(block[:2]) if "-->" in line), None)
-        if timing_at is None:
-            continue
-        match = _TIMING.match(block[timing_at])
-        if match is None:
-            continue
-        start = _millis(match.group(1, 2, 3, 4))
-        end = _millis(match.group(5, 6, 7, 8))
-        payload = "\n".join(block[timing_at + 1 :])
-        plain = _TAG.sub("", _ASS_OVERRIDE.sub("", payload))
-        if is_vtt:
-            plain = html.unescape(plain)
+    for cue in timed_cues(text.replace("\r\n", "\n").replace("\r", "\n")):
+        plain = _ASS_OVERRIDE.sub("", cue.text)
         lines = tuple(line.strip() for line in plain.split("\n") if line.strip())
-        if lines and end > start:
-            cues.append(Cue(start, end, lines))
+        if lines and cue.end_ms > cue.start_ms:
+            cues.append(Cue(cue.start_ms, cue.end_ms, lines))
     cues.sort(key=lambda c: (c.start_ms, c.end_ms))
     return cues
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from vidlib.jobs import captions
 from vidlib.tasks.retry import TaskError
+from vidlib.uploads.transcripts import InvalidTranscript
 
 DEFAULT_KIND = "captions"
 # Kinds name storage folders (``uploads/users/{user}/{kind}/``), so they stay plain.
@@ -197,7 +198,10 @@ class CaptionsProcessor:
             )
             cues = captions.pace(texts, duration_ms)
         else:
-            cues = captions.clip(captions.parse_timed(transcript.text), duration_ms)
+            try:
+                cues = captions.clip(captions.parse_timed(transcript.text), duration_ms)
+            except InvalidTranscript as exc:  # validated when stored; kept for old rows
+                raise JobError(str(exc)) from exc
         if not cues:
             raise JobError("The transcript has no text to show within the video's duration.")
         await ctx.progress(0.4)

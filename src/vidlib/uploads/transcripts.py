@@ -34,6 +34,16 @@ class InvalidTranscript(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class TimedCue:
+    """One cue of a SubRip or WebVTT file: its times and its text (markup removed, lines
+    joined by newlines)."""
+
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedTranscript:
     """A validated transcript."""
 
@@ -115,11 +125,12 @@ def _millis(h: str | None, m: str, s: str, ms: str) -> int:
     return ((int(h or 0) * 60 + int(m)) * 60 + int(s)) * 1000 + int(ms)
 
 
-def _check_order(match: re.Match[str], cue: int, line: int) -> None:
+def _times(match: re.Match[str], cue: int, line: int) -> tuple[int, int]:
     start = _millis(*match.group(1, 2, 3, 4))
     end = _millis(*match.group(5, 6, 7, 8))
     if end < start:
         raise InvalidTranscript(f"Cue {cue} (line {line}) ends before it starts.")
+    return start, end
 
 
 def _clean_srt(lines: list[str]) -> str:
@@ -127,9 +138,21 @@ def _clean_srt(lines: list[str]) -> str:
     return _ASS_OVERRIDE.sub("", _TAG.sub("", text))
 
 
+def timed_cues(text: str) -> list[TimedCue]:
+    """The cues of a SubRip or WebVTT text (WebVTT when it starts with its signature),
+    in file order; ``InvalidTranscript`` names the first bad cue."""
+    first = text.split("\n", 1)[0]
+    return vtt_cues(text) if _is_vtt_signature(first) else srt_cues(text)
+
+
 def parse_srt(text: str) -> list[str]:
     """The cue texts of a SubRip file; ``InvalidTranscript`` names the first bad cue."""
-    cues: list[str] = []
+    return [cue.text for cue in srt_cues(text)]
+
+
+def srt_cues(text: str) -> list[TimedCue]:
+    """The cues of a SubRip file; ``InvalidTranscript`` names the first bad cue."""
+    cues: list[TimedCue] = []
     for cue, (line, block) in enumerate(_blocks(text.split("\n")), start=1):
         if not block[0].strip().isdigit():
             raise InvalidTranscript(
@@ -143,8 +166,8 @@ def parse_srt(text: str) -> list[str]:
                 f"Cue {cue} (line {line + 1}) has an invalid timing line: {_quote(block[1])}; "
                 "expected 'HH:MM:SS,mmm --> HH:MM:SS,mmm'."
             )
-        _check_order(match, cue, line + 1)
-        cues.append(_clean_srt(block[2:]))
+        start, end = _times(match, cue, line + 1)
+        cues.append(TimedCue(start, end, _clean_srt(block[2:])))
     if not cues:
         raise InvalidTranscript("The SubRip file contains no cues.")
     return cues
@@ -161,12 +184,17 @@ def _is_keyword_block(line: str, keyword: str) -> bool:
 
 def parse_vtt(text: str) -> list[str]:
     """The cue texts of a WebVTT file; ``InvalidTranscript`` names the first bad cue."""
+    return [cue.text for cue in vtt_cues(text)]
+
+
+def vtt_cues(text: str) -> list[TimedCue]:
+    """The cues of a WebVTT file; ``InvalidTranscript`` names the first bad cue."""
     lines = text.split("\n")
     if not _is_vtt_signature(lines[0]):
         raise InvalidTranscript("A WebVTT file must start with the line 'WEBVTT'.")
     # The header runs to the first blank line.
     header_end = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
-    cues: list[str] = []
+    cues: list[TimedCue] = []
     for line, block in _blocks(lines, header_end):
         head = block[0]
         if any(_is_keyword_block(head, k) for k in ("NOTE", "STYLE", "REGION")):
@@ -184,7 +212,7 @@ def parse_vtt(text: str) -> list[str]:
                 f"Cue {cue} (line {line + timing_index}) has an invalid timing line: "
                 f"{_quote(timing)}; expected '[HH:]MM:SS.mmm --> [HH:]MM:SS.mmm'."
             )
-        _check_order(match, cue, line + timing_index)
+        start, end = _times(match, cue, line + timing_index)
         payload = block[timing_index + 1 :]
         for offset, payload_line in enumerate(payload, start=line + timing_index + 1):
             if "-->" in payload_line:
@@ -192,7 +220,7 @@ def parse_vtt(text: str) -> list[str]:
                     f"Cue {cue} (line {offset}) has text containing '-->'; "
                     "separate cues with a blank line."
                 )
-        cues.append(html.unescape(_TAG.sub("", "\n".join(payload))))
+        cues.append(TimedCue(start, end, html.unescape(_TAG.sub("", "\n".join(payload)))))
     if not cues:
         raise InvalidTranscript("The WebVTT file contains no cues.")
     return cues
