@@ -12,7 +12,8 @@ temporary directory. For each size it writes a file of random bytes behind an MP
 * straight to the same SeaweedFS with a plain aiobotocore multipart upload (8 MiB
   parts, a bounded number in flight), the ceiling the server is compared with.
 
-Every measured upload gets a fresh server process, warmed up by one small upload, so
+Every measured upload gets a fresh server process, warmed up by one small upload (and
+its background processing, which starts the media worker pool, left to finish), so
 each starts from the same RSS. Smaller sizes are repeated (up to 3 times) so that each
 sees about as many parts as the largest; seconds are medians, RSS growth the largest
 seen. Every uploaded video and object is deleted afterwards, all files at the end.
@@ -149,8 +150,25 @@ async def _create_bucket(s3: S3Server) -> None:
         await client.create_bucket(Bucket=BUCKET)
 
 
-def _server_upload(curl: str, base: str, token: str, path: Path, pid: int) -> Measurement:
-    """curl streams the file as multipart; the server's RSS is watched meanwhile."""
+def _settled(base: str, token: str, video_id: str) -> None:
+    """Wait until the video's background processing is over (ready or failed), so it
+    does not share the machine with the next upload."""
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        resp = httpx.get(f"{base}/api/v1/videos/s3-videos/{video_id}", headers=headers, timeout=30)
+        resp.raise_for_status()
+        if resp.json()["status"] != "processing":
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"video {video_id} was still processing after 60 s")
+
+
+def _server_upload(
+    curl: str, base: str, token: str, path: Path, pid: int, *, settle: bool = False
+) -> Measurement:
+    """curl streams the file as multipart; the server's RSS is watched meanwhile.
+    With ``settle``, returns only once the video's processing is over."""
     cmd = [
         curl,
         "-sS",
@@ -172,6 +190,8 @@ def _server_upload(curl: str, base: str, token: str, path: Path, pid: int) -> Me
         raise RuntimeError(f"upload failed: {out.stdout[-500:]} {out.stderr[-500:]}")
     body, _, seconds = out.stdout.rpartition("\n")
     video = json.loads(body)["video"]
+    if settle:
+        _settled(base, token, video["id"])
     resp = httpx.delete(
         f"{base}/api/v1/videos/s3-videos/{video['id']}",
         headers={"Authorization": f"Bearer {token}"},
@@ -276,7 +296,9 @@ def run(
                 # kept, or malloc thresholds raised, by an earlier large upload.
                 with server(env) as (base, pid):
                     token = _token(base)
-                    _server_upload(curl, base, token, warm, pid)
+                    # Its processing (the media worker pool starting, the probe) is
+                    # over before the measured upload starts.
+                    _server_upload(curl, base, token, warm, pid, settle=True)
                     through.append(_server_upload(curl, base, token, path, pid))
                 seconds = asyncio.run(
                     _plain_upload(
@@ -341,7 +363,8 @@ def _markdown(
         f"Machine: {machine()}; load average before: {load_before}, after: {load_average()}\n\n"
         f"Command: `{command(sizes, repeat, part_mib, in_flight)}` (SeaweedFS and "
         f"`vidlib serve` on this machine, SQLite; {runs}; a fresh server process per "
-        f"upload, warmed up by one {WARM_UP_MIB} MiB upload; RSS growth = peak during the "
+        f"upload, warmed up by one {WARM_UP_MIB} MiB upload whose processing is let finish; "
+        "RSS growth = peak during the "
         "upload - RSS just before it)\n\n"
         f"{table}\n"
     )
