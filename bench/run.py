@@ -356,23 +356,22 @@ machine just before: `/healthz` 6,549, list page 1 705 (11%), recent 1,193 req/s
   one per request was ~12% of `recent`): listings and authentication open one only on
   a miss.
 
-Uploads (through the API at 50-65% of the plain client's rate; still missed): per
-process CPU for 300 MiB on this machine -- the server ~1.1 s, SeaweedFS ~2.6 s (the
-same as under the plain client), plus curl. A timeline of one 100 MiB upload (part
-launched, MD5 done, part stored) shows the storage side setting the pace: 8 MiB arrive
-in ~35 ms, but with 2 parts in flight each takes ~130-180 ms to store, and with 4 in
-flight each takes ~300 ms -- SeaweedFS's total rate stays the same, because it is short
-of CPU: the plain client leaves it ~1.5 of the 2 cores, while curl and the server's
-receive path (uvicorn's 64 KiB steps, the multipart parser, SHA-256 for de-duplication,
-MD5 per part) take about 0.5 core-seconds per 100 MiB more. With both cores busy all the
-time the API path would need ~0.71 s for 100 MiB (82% of the plain client's 0.58 s); it
-keeps them ~60% busy (1.16 s), the rest being waits between the three processes.
-Tried, by hand with 300 MiB: no integrity checksum on parts at all (server CPU 1.1 ->
-0.7 s) 96 -> 99-103 MiB/s; 4 parts in flight, no change; hashing each block for
-de-duplication while the next one is read instead of before, no change. None was
-kept. CRC32 (5x cheaper than MD5 here) instead of Content-MD5 would save ~0.1
-core-second per 100 MiB, but flexible checksums are handled differently across
-S3-compatible servers; not done.
+Uploads (51% and 64% of the plain client in the run before this one, now over 70%):
+the measurement was at fault. Each measured upload runs on a fresh server warmed up by
+one small upload -- and that upload's processing (the media worker pool starting, in
+child processes, then the probe) was still running while the measured upload went
+through, on the same two cores as SeaweedFS. None of that showed in the server
+process's own CPU time, which is why profiling the server found nothing to cut. The
+benchmark now lets the warm-up's processing finish first (100 MiB, by hand: 1.10-1.22 s
+-> 0.72-0.76 s). Tried before the cause was found, by hand with 300 MiB, none kept: no
+integrity checksum on parts at all (server CPU 1.1 -> 0.7 s per 300 MiB), 4 parts in
+flight instead of 2, hashing for de-duplication while the next block is read -- none
+moved the rate beyond noise. With the warm-up settled, per 100 MiB the API path still
+costs ~0.5 core-seconds more than the plain client (curl, uvicorn's 64 KiB steps, the
+multipart parser, SHA-256 for de-duplication, MD5 per part for S3's integrity check) on
+a machine where SeaweedFS needs ~1.5 cores; CRC32 instead of MD5 (5x cheaper here) would
+save ~0.1 core-second per 100 MiB if a future run needs it, but flexible checksums are
+handled differently across S3-compatible servers.
 """
 
 
