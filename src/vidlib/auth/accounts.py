@@ -10,9 +10,10 @@ and stays exact because PostgreSQL tells the process about every change:
   manual SQL), at commit;
 * :class:`AccountChanges` holds one connection that LISTENs on that channel and drops
   the announced snapshot;
-* a request that changed its caller's library drops the snapshot itself right after
-  its commit, before the response leaves, so the caller's next request through the
-  same process reads its own write without waiting for the notification;
+* a session of the app's sessionmaker (a request, an upload, an in-process task) that
+  changed a user's library drops the snapshot itself right after its commit, before
+  the response leaves, so the caller's next request through the same process reads
+  its own write without waiting for the notification;
 * a snapshot loaded while a change was being announced is not stored (generation
   check), so a stale row can never be put back after its notification;
 * the listener sends itself a notification every few seconds; while it is down, being
