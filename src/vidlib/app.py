@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -45,52 +45,55 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
-            settings.resolved_database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
-        store: ObjectStore = local_store or await open_store(settings)
-        cache = create_cache(settings.redis_url)
-        upload_slots = create_upload_slots(settings.upload_concurrency_per_user, settings.redis_url)
-        app.state.engine = engine
-        accounts = AccountCache()
-        app.state.accounts = accounts
-        # A request that changed its caller's row reads its own write next: the
-        # snapshot goes at commit, before any notification could arrive.
-        app.state.sessionmaker = create_sessionmaker(engine, on_account_change=accounts.invalidate)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
-        changes: AccountChanges | None = None
-        if settings.account_cache and engine.dialect.name == "postgresql":
-            changes = AccountChanges(settings.resolved_database_url, accounts)
-            await changes.start()
-        app.state.store = store
-        app.state.cache = cache
-        app.state.upload_slots = upload_slots
-        app.state.presenter = VideoPresenter(store, settings.url_ttl_seconds)
-        app.state.library_reader = LibraryReader(
-            app.state.read_sessionmaker,
-            cache=cache,
-            presenter=app.state.presenter,
-            cursors=app.state.cursors,
-        )
-        # In-process work on the embedded default; with Redis the API only enqueues.
-        background = await start_background(settings, app.state.sessionmaker, store)
-        app.state.background = background
-        app.state.ingest = background.ingest
-        app.state.jobs = background.jobs
-        if own_process:
-            tune_gc()
-        try:
+        # Each resource is closed (in reverse order) at shutdown, or as soon as a later
+        # step of the start-up fails.
+        async with AsyncExitStack() as resources:
+            engine = create_engine(
+                settings.resolved_database_url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+            )
+            resources.push_async_callback(engine.dispose)
+            store: ObjectStore = local_store or await open_store(settings)
+            resources.push_async_callback(store.close)
+            cache = create_cache(settings.redis_url)
+            resources.push_async_callback(cache.close)
+            upload_slots = create_upload_slots(
+                settings.upload_concurrency_per_user, settings.redis_url
+            )
+            resources.push_async_callback(upload_slots.close)
+            app.state.engine = engine
+            accounts = AccountCache()
+            app.state.accounts = accounts
+            # A session that changed a user's row drops that user's snapshot at commit,
+            # before any notification could arrive: the caller reads its own write next.
+            app.state.sessionmaker = create_sessionmaker(
+                engine, on_account_change=accounts.invalidate
+            )
+            app.state.read_sessionmaker = create_read_sessionmaker(engine)
+            if settings.account_cache and engine.dialect.name == "postgresql":
+                changes = AccountChanges(settings.resolved_database_url, accounts)
+                await changes.start()
+                resources.push_async_callback(changes.aclose)
+            app.state.store = store
+            app.state.cache = cache
+            app.state.upload_slots = upload_slots
+            app.state.presenter = VideoPresenter(store, settings.url_ttl_seconds)
+            app.state.library_reader = LibraryReader(
+                app.state.read_sessionmaker,
+                cache=cache,
+                presenter=app.state.presenter,
+                cursors=app.state.cursors,
+            )
+            # In-process work on the embedded default; with Redis the API only enqueues.
+            background = await start_background(settings, app.state.sessionmaker, store)
+            resources.push_async_callback(_close_background, app)
+            app.state.background = background
+            app.state.ingest = background.ingest
+            app.state.jobs = background.jobs
+            if own_process:
+                tune_gc()
             yield
-        finally:
-            await app.state.background.aclose()
-            if changes is not None:
-                await changes.aclose()
-            await upload_slots.close()
-            await cache.close()
-            await store.close()
-            await engine.dispose()
 
     app = FastAPI(
         title="vidlib",
@@ -130,6 +133,11 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     if local_store is not None:
         app.include_router(build_local_storage_router(local_store))
     return app
+
+
+async def _close_background(app: FastAPI) -> None:
+    """Stop the background work the app runs at shutdown (whichever was installed last)."""
+    await app.state.background.aclose()
 
 
 def tune_gc() -> None:

@@ -12,12 +12,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import sqlalchemy as sa
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.helpers import auth_headers
+from vidlib.app import create_app
 from vidlib.auth.accounts import APPLICATION_NAME, AccountCache
 from vidlib.auth.models import Account
 from vidlib.auth.tokens import InvalidToken, JWTService
+from vidlib.config import Settings
 from vidlib.db.session import create_engine, create_sessionmaker
 from vidlib.videos.repository import VideoRepository
 
@@ -149,8 +153,6 @@ async def _until(check: Callable[[], bool], what: str, within: float = 5.0) -> N
 async def _sql(database_url: str, statement: str, **params: object) -> None:
     """Run one statement on a connection of its own (another process, as far as the
     application can tell)."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -251,3 +253,30 @@ async def test_a_commit_drops_the_snapshot_itself(sqlite_url: str) -> None:
         assert cache.get(account.id) is None
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("db_backend", ["postgres"], indirect=True)
+async def test_a_failed_start_leaves_no_listener_behind(
+    settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("background work cannot start")
+
+    monkeypatch.setattr("vidlib.app.start_background", broken)
+    app = create_app(settings)
+    with pytest.raises(RuntimeError, match="cannot start"):
+        async with LifespanManager(app):
+            pass
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            listeners = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = :name AND datname = current_database()"
+                ),
+                {"name": APPLICATION_NAME},
+            )
+    finally:
+        await engine.dispose()
+    assert listeners == 0
