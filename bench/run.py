@@ -345,8 +345,8 @@ machine just before: `/healthz` 6,549, list page 1 705 (11%), recent 1,193 req/s
 - The caller's account row was read from PostgreSQL on every request (~21% of
   `recent`). It is now kept in memory per API process and dropped the moment it
   changes: a trigger on `users` sends `NOTIFY` at commit for every update or delete,
-  from any writer; one connection per process LISTENs; a request that changed its
-  caller's library also drops the snapshot itself after its commit. The cache is off
+  from any writer; one connection per process LISTENs; a session of the process that
+  changed a user's library also drops the snapshot itself at commit. The cache is off
   while the listener is down or its heartbeat notification does not come back (a
   transaction-pooling proxy), and never on with SQLite (`VIDLIB_ACCOUNT_CACHE`).
 - Verified access tokens are remembered until they expire (PyJWT's decode was ~8%).
