@@ -12,11 +12,9 @@ from vidlib.db.session import SessionDep
 from vidlib.errors import API_ERRORS, WRITE_ERRORS, error_response, error_responses
 from vidlib.jobs.schemas import JobCreateIn, JobListOut, JobListParams, JobOut
 from vidlib.jobs.service import JobPresenter, JobService
+from vidlib.responses import NO_STORE
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=API_ERRORS)
-
-# Results carry presigned URLs: no shared cache may keep them.
-NO_STORE = "no-store"
 
 
 async def get_job_service(session: SessionDep, request: Request) -> JobService:
@@ -49,7 +47,7 @@ async def create_job(
 ) -> JobOut:
     """Start a job on a video: an upload (``video_upload_id``) or a library video
     (``s3_video_id``, reused as stored: nothing is copied)."""
-    response.headers["Cache-Control"] = NO_STORE
+    response.headers.update(NO_STORE)
     return await jobs.create(user, body)
 
 
@@ -61,7 +59,7 @@ async def list_jobs(
     response: Response,
 ) -> JobListOut:
     """The caller's jobs, newest first, optionally of one status."""
-    response.headers["Cache-Control"] = NO_STORE
+    response.headers.update(NO_STORE)
     return await jobs.list_page(user, params)
 
 
@@ -70,7 +68,7 @@ async def get_job(
     job_id: uuid.UUID, user: CurrentUser, jobs: JobServiceDep, response: Response
 ) -> JobOut:
     """One job."""
-    response.headers["Cache-Control"] = NO_STORE
+    response.headers.update(NO_STORE)
     return await jobs.get(user, job_id)
 
 
@@ -86,5 +84,5 @@ async def cancel_job(
     job_id: uuid.UUID, user: CurrentUser, jobs: JobServiceDep, response: Response
 ) -> JobOut:
     """Cancel a queued or running job (a running one stops at its next checkpoint)."""
-    response.headers["Cache-Control"] = NO_STORE
+    response.headers.update(NO_STORE)
     return await jobs.cancel(user, job_id)

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from vidlib.auth.dependencies import CurrentUser
 from vidlib.db.session import SessionDep
 from vidlib.errors import API_ERRORS, WRITE_ERRORS, error_response, error_responses
+from vidlib.responses import no_store_json
 from vidlib.uploads.concurrency import UploadSlotsDep
 from vidlib.uploads.dependencies import UploadServiceDep, UploadUser, database_outage_as_503
 from vidlib.uploads.errors import UploadInterrupted
@@ -29,7 +29,6 @@ from vidlib.uploads.schemas import (
 )
 from vidlib.uploads.service import UploadResult, add_transcript
 from vidlib.videos.dependencies import PresenterDep
-from vidlib.videos.router import NO_STORE
 from vidlib.videos.service import VideoPresenter
 
 router = APIRouter(
@@ -83,23 +82,13 @@ _SESSION_ERRORS: dict[int | str, dict[str, Any]] = {
 _SESSION_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {**WRITE_ERRORS, **_SESSION_ERRORS}
 
 
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    """A JSON body no shared cache may keep (it carries presigned URLs)."""
-    return Response(
-        model.model_dump_json(),
-        status_code=status_code,
-        media_type="application/json",
-        headers=NO_STORE,
-    )
-
-
 def _result(result: UploadResult, presenter: VideoPresenter, fresh_status: int) -> Response:
     body = UploadResultOut(
         upload_id=result.upload_id,
         video=presenter.video(result.video),
         deduplicated=result.deduplicated,
     )
-    return _json(body, status.HTTP_200_OK if result.deduplicated else fresh_status)
+    return no_store_json(body, status.HTTP_200_OK if result.deduplicated else fresh_status)
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
@@ -163,7 +152,7 @@ async def create_direct_upload(
     created = await uploads.create_direct(user_id=user.id, body=body)
     if isinstance(created, UploadResult):
         return _result(created, presenter, status.HTTP_200_OK)
-    return _json(created, status.HTTP_201_CREATED)
+    return no_store_json(created, status.HTTP_201_CREATED)
 
 
 @router.get(
@@ -173,7 +162,7 @@ async def direct_upload_state(
     upload_id: uuid.UUID, user: UploadUser, uploads: UploadServiceDep
 ) -> Response:
     """A session's status and the parts storage already holds (to resume)."""
-    return _json(await uploads.direct_state(user_id=user.id, upload_id=upload_id))
+    return no_store_json(await uploads.direct_state(user_id=user.id, upload_id=upload_id))
 
 
 @router.post(
@@ -189,7 +178,7 @@ async def direct_upload_parts(
     upload_id: uuid.UUID, body: PartNumbersIn, user: UploadUser, uploads: UploadServiceDep
 ) -> Response:
     """Fresh presigned URLs for some parts."""
-    return _json(
+    return no_store_json(
         await uploads.part_urls(
             user_id=user.id, upload_id=upload_id, part_numbers=body.part_numbers
         )

@@ -6,29 +6,18 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel
 
 from vidlib.auth.dependencies import CurrentUser
 from vidlib.errors import API_ERRORS, WRITE_ERRORS, error_response, error_responses
+from vidlib.responses import no_store_json
 from vidlib.videos.dependencies import LibraryDep, PresenterDep, ReaderDep
 from vidlib.videos.schemas import ListParams, RecentVideosOut, VideoListOut, VideoOut, VideoPatch
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"], responses=API_ERRORS)
 
-# Bodies carry presigned URLs: no shared cache may keep them.
-NO_STORE = {"Cache-Control": "no-store"}
 _LIST_ERRORS = error_responses(401, 422)
 _READ_ERRORS = {**error_responses(401, 422), 404: error_response(404, "Video not found")}
 _WRITE_ERRORS = {**WRITE_ERRORS, 404: error_response(404, "Video not found")}
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(
-        model.model_dump_json(),
-        status_code=status_code,
-        media_type="application/json",
-        headers=NO_STORE,
-    )
 
 
 @router.get("/s3-videos", response_model=VideoListOut, responses=_LIST_ERRORS)
@@ -36,7 +25,7 @@ async def list_videos(
     params: Annotated[ListParams, Query()], user: CurrentUser, reader: ReaderDep
 ) -> Response:
     """The caller's library: search, sort, page by number or continue a cursor."""
-    return _json(await reader.list_page(user, params))
+    return no_store_json(await reader.list_page(user, params))
 
 
 @router.get("/s3-videos/recent", response_model=RecentVideosOut, responses=_LIST_ERRORS)
@@ -46,7 +35,7 @@ async def recent_videos(
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> Response:
     """The newest videos, for quick selection."""
-    return _json(RecentVideosOut(videos=await reader.recent(user, limit)))
+    return no_store_json(RecentVideosOut(videos=await reader.recent(user, limit)))
 
 
 @router.get("/s3-videos/by-key/{s3_key:path}", response_model=VideoOut, responses=_READ_ERRORS)
@@ -54,7 +43,7 @@ async def video_by_key(
     s3_key: str, user: CurrentUser, library: LibraryDep, presenter: PresenterDep
 ) -> Response:
     """One video by its S3 key (the key may contain ``/``)."""
-    return _json(presenter.video(await library.get_by_key(user, s3_key)))
+    return no_store_json(presenter.video(await library.get_by_key(user, s3_key)))
 
 
 @router.get("/s3-videos/{video_id}", response_model=VideoOut, responses=_READ_ERRORS)
@@ -62,7 +51,7 @@ async def get_video(
     video_id: uuid.UUID, user: CurrentUser, library: LibraryDep, presenter: PresenterDep
 ) -> Response:
     """One video by id."""
-    return _json(presenter.video(await library.get(user, video_id)))
+    return no_store_json(presenter.video(await library.get(user, video_id)))
 
 
 @router.patch("/s3-videos/{video_id}", response_model=VideoOut, responses=_WRITE_ERRORS)
@@ -74,7 +63,7 @@ async def patch_video(
     presenter: PresenterDep,
 ) -> Response:
     """Rename and/or merge user metadata."""
-    return _json(presenter.video(await library.patch(user, video_id, body)))
+    return no_store_json(presenter.video(await library.patch(user, video_id, body)))
 
 
 @router.delete(
@@ -95,4 +84,4 @@ async def restore_video(
     video_id: uuid.UUID, user: CurrentUser, library: LibraryDep, presenter: PresenterDep
 ) -> Response:
     """Bring a soft-deleted video back."""
-    return _json(presenter.video(await library.restore(user, video_id)))
+    return no_store_json(presenter.video(await library.restore(user, video_id)))
