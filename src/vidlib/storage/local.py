@@ -133,6 +133,16 @@ class _Meta:
     etag: str
     content_type: str
 
+    def info(self, key: str) -> ObjectInfo:
+        """The object this metadata describes, as the store reports it."""
+        return ObjectInfo(
+            key=key,
+            size=self.size,
+            etag=self.etag,
+            content_type=self.content_type,
+            last_modified=datetime.fromtimestamp(self.mtime_ns / 1e9, UTC),
+        )
+
     def describes(self, st: os.stat_result) -> bool:
         return (self.ino, self.size, self.mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -433,13 +443,7 @@ class LocalStore:
 
             await run_shielded(self._run(discard))
             raise
-        return ObjectInfo(
-            key=key,
-            size=meta.size,
-            etag=meta.etag,
-            content_type=content_type,
-            last_modified=datetime.fromtimestamp(meta.mtime_ns / 1e9, UTC),
-        )
+        return meta.info(key)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> ObjectInfo:
         """Write a small object atomically (overwrites)."""
@@ -454,13 +458,7 @@ class LocalStore:
                 tmp.discard()
 
         meta = await self._run(write)
-        return ObjectInfo(
-            key=key,
-            size=meta.size,
-            etag=meta.etag,
-            content_type=content_type,
-            last_modified=datetime.fromtimestamp(meta.mtime_ns / 1e9, UTC),
-        )
+        return meta.info(key)
 
     def _open(self, key: str) -> LocalObject | None:
         path = self._path(key)
@@ -734,13 +732,7 @@ class LocalStore:
             finally:
                 tmp.discard()
             shutil.rmtree(directory, ignore_errors=True)
-            return ObjectInfo(
-                key=key,
-                size=meta.size,
-                etag=meta.etag,
-                content_type=content_type,
-                last_modified=datetime.fromtimestamp(meta.mtime_ns / 1e9, UTC),
-            )
+            return meta.info(key)
 
         return await self._run(run)
 
