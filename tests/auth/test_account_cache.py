@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.helpers import auth_headers
 from vidlib.app import create_app
-from vidlib.auth.accounts import APPLICATION_NAME, AccountCache
+from vidlib.auth.accounts import APPLICATION_NAME, AccountCache, AccountChanges
 from vidlib.auth.models import Account
 from vidlib.auth.tokens import InvalidToken, JWTService
 from vidlib.config import Settings
@@ -280,3 +280,31 @@ async def test_a_failed_start_leaves_no_listener_behind(
     finally:
         await engine.dispose()
     assert listeners == 0
+
+
+class _Deaf(AccountChanges):
+    """A listener whose notifications never arrive (LISTEN accepted, nothing delivered,
+    as behind a proxy that pools connections by transaction)."""
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        return
+
+
+async def test_the_cache_stays_off_when_notifications_do_not_come_back(
+    postgres_url: str,
+) -> None:
+    cache = AccountCache()
+    changes = _Deaf(postgres_url, cache, heartbeat_seconds=0.2)
+    try:
+        await changes.start()
+        await asyncio.sleep(0.5)
+        assert not cache.enabled
+    finally:
+        await changes.aclose()
+    live = AccountCache()
+    heard = AccountChanges(postgres_url, live, heartbeat_seconds=0.2)
+    try:
+        await heard.start()
+        assert live.enabled  # the same set-up with notifications arriving turns it on
+    finally:
+        await heard.aclose()

@@ -149,10 +149,11 @@ class AccountChanges:
         self._pong = asyncio.Event()
 
     async def start(self) -> None:
-        """Begin listening in the background; returns once the first attempt ended."""
+        """Begin listening in the background; returns once listening, or after one
+        heartbeat's round trip at most (the cache stays off until it listens)."""
         self._task = asyncio.create_task(self._run(), name="vidlib-account-changes")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout=5)
+            await asyncio.wait_for(self._listening.wait(), timeout=min(5, 2 * self._heartbeat))
 
     async def aclose(self) -> None:
         """Stop listening and turn the cache off."""
