@@ -9,7 +9,6 @@ the operator's ``reconcile`` finds nothing to fix.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import uuid
@@ -47,13 +46,20 @@ NOTHING: tuple[dict[str, int], list[str], list[str]] = (
 )
 
 
-@contextlib.asynccontextmanager
-async def app_behind_proxy(
-    tmp_path: Path, database_url: str, proxy: FaultProxy, server: S3Server, bucket: str
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Caller]]:
-    """The app on S3 through the proxy, and a user."""
-    use_s3_credentials(server)
-    settings = make_settings(tmp_path, database_url, s3=(proxy.url, bucket))
+Proxied = tuple[FastAPI, httpx.AsyncClient, Caller]
+
+
+@pytest.fixture
+async def proxied(
+    tmp_path: Path,
+    sqlite_db: str,
+    fault_proxy: FaultProxy,
+    seaweedfs: S3Server,
+    s3_bucket: str,
+) -> AsyncIterator[Proxied]:
+    """The app on S3 through the fault proxy (SQLite), and a user."""
+    use_s3_credentials(seaweedfs)
+    settings = make_settings(tmp_path, sqlite_db, s3=(fault_proxy.url, s3_bucket))
     async with running(settings) as (app, client):
         yield app, client, await new_user(app)
 
@@ -86,70 +92,53 @@ def assert_clear_503(resp: httpx.Response) -> None:
     ],
 )
 async def test_storage_failing_mid_streamed_upload(
-    tmp_path: Path,
-    sqlite_db: str,
+    proxied: Proxied,
     fault_proxy: FaultProxy,
-    seaweedfs: S3Server,
-    s3_bucket: str,
     fault: ResetAfter | Respond,
 ) -> None:
     """The first part is stored, then every attempt at the second fails."""
-    async with app_behind_proxy(tmp_path, sqlite_db, fault_proxy, seaweedfs, s3_bucket) as (
-        app,
-        client,
-        user,
-    ):
-        rule = fault_proxy.add(fault, method="PUT", query="partNumber=2")
-        resp = await stream(client, user, mp4_bytes(7 * MIB))
-        assert_clear_503(resp)
-        assert rule.hits >= 3, "botocore retries a failed part before giving up"
-        assert fault_proxy.seen("PUT", "partNumber=1"), "the first part went through"
-        assert fault_proxy.seen("DELETE", "uploadId="), "the multipart upload was aborted"
-        fault_proxy.clear()
-        assert await storage_state(app) == NOTHING
-        await assert_reconcile_clean(app)
-        # The same upload succeeds once storage behaves.
-        assert (await stream(client, user, mp4_bytes(7 * MIB))).status_code == 201
+    app, client, user = proxied
+    rule = fault_proxy.add(fault, method="PUT", query="partNumber=2")
+    resp = await stream(client, user, mp4_bytes(7 * MIB))
+    assert_clear_503(resp)
+    assert rule.hits >= 3, "botocore retries a failed part before giving up"
+    assert fault_proxy.seen("PUT", "partNumber=1"), "the first part went through"
+    assert fault_proxy.seen("DELETE", "uploadId="), "the multipart upload was aborted"
+    fault_proxy.clear()
+    assert await storage_state(app) == NOTHING
+    await assert_reconcile_clean(app)
+    # The same upload succeeds once storage behaves.
+    assert (await stream(client, user, mp4_bytes(7 * MIB))).status_code == 201
 
 
 async def test_storage_unreachable(
-    tmp_path: Path,
-    sqlite_db: str,
+    proxied: Proxied,
     fault_proxy: FaultProxy,
-    seaweedfs: S3Server,
-    s3_bucket: str,
 ) -> None:
     """Storage refuses connections: uploads are 503, reads of the library still work."""
-    async with app_behind_proxy(tmp_path, sqlite_db, fault_proxy, seaweedfs, s3_bucket) as (
-        app,
-        client,
-        user,
-    ):
-        kept = await stream(client, user, mp4_bytes(50_000))
-        assert kept.status_code == 201
-        before = await storage_state(app)
-        fault_proxy.down()
-        assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
-        spec = {"filename": "a.mp4", "content_type": "video/mp4", "file_size": 7 * MIB}
-        assert_clear_503(await client.post(DIRECT, json=spec, headers=user.headers))
-        ready = await client.get("/readyz")
-        assert ready.status_code == 503
-        assert ready.json()["down"] == ["storage"]
-        # The library is in the database: listing it needs no storage round trip.
-        listing = await client.get("/api/v1/videos/s3-videos", headers=user.headers)
-        assert listing.status_code == 200
-        assert [v["id"] for v in listing.json()["videos"]] == [kept.json()["video"]["id"]]
-        fault_proxy.up()
-        assert await storage_state(app) == before
-        await assert_reconcile_clean(app)
+    app, client, user = proxied
+    kept = await stream(client, user, mp4_bytes(50_000))
+    assert kept.status_code == 201
+    before = await storage_state(app)
+    fault_proxy.down()
+    assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
+    spec = {"filename": "a.mp4", "content_type": "video/mp4", "file_size": 7 * MIB}
+    assert_clear_503(await client.post(DIRECT, json=spec, headers=user.headers))
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["down"] == ["storage"]
+    # The library is in the database: listing it needs no storage round trip.
+    listing = await client.get("/api/v1/videos/s3-videos", headers=user.headers)
+    assert listing.status_code == 200
+    assert [v["id"] for v in listing.json()["videos"]] == [kept.json()["video"]["id"]]
+    fault_proxy.up()
+    assert await storage_state(app) == before
+    await assert_reconcile_clean(app)
 
 
 async def test_storage_gone_mid_upload_including_the_clean_up(
-    tmp_path: Path,
-    sqlite_db: str,
+    proxied: Proxied,
     fault_proxy: FaultProxy,
-    seaweedfs: S3Server,
-    s3_bucket: str,
 ) -> None:
     """Storage vanishes after the first part, so the abort cannot reach it either.
 
@@ -159,114 +148,92 @@ async def test_storage_gone_mid_upload_including_the_clean_up(
     unowned multipart uploads older than 24 hours. This is the one fault whose clean-up
     is deferred (see docs/reliability.md).
     """
-    async with app_behind_proxy(tmp_path, sqlite_db, fault_proxy, seaweedfs, s3_bucket) as (
-        app,
-        client,
-        user,
-    ):
-        fault_proxy.add(Refuse(), method="PUT", query="partNumber=2")
-        fault_proxy.add(Refuse(), method="DELETE")
-        assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
-        fault_proxy.clear()
-        counts, keys, pending = await storage_state(app)
-        assert (counts["videos"], counts["uploads"], keys) == (0, 0, [])
-        assert len(pending) == 1
-        report = await reconcile_now(app, fix=True)
-        assert [key for key, _ in report.stale_multipart] == pending
-        assert (report.orphan_objects, report.missing_objects) == ([], [])
-        assert await storage_state(app) == NOTHING
-        await assert_reconcile_clean(app)
+    app, client, user = proxied
+    fault_proxy.add(Refuse(), method="PUT", query="partNumber=2")
+    fault_proxy.add(Refuse(), method="DELETE")
+    assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
+    fault_proxy.clear()
+    counts, keys, pending = await storage_state(app)
+    assert (counts["videos"], counts["uploads"], keys) == (0, 0, [])
+    assert len(pending) == 1
+    report = await reconcile_now(app, fix=True)
+    assert [key for key, _ in report.stale_multipart] == pending
+    assert (report.orphan_objects, report.missing_objects) == ([], [])
+    assert await storage_state(app) == NOTHING
+    await assert_reconcile_clean(app)
 
 
 async def test_slowdown_twice_then_success_keeps_exactly_one(
-    tmp_path: Path,
-    sqlite_db: str,
+    proxied: Proxied,
     fault_proxy: FaultProxy,
-    seaweedfs: S3Server,
-    s3_bucket: str,
 ) -> None:
     """S3 throttles the write twice; botocore's third attempt succeeds."""
-    async with app_behind_proxy(tmp_path, sqlite_db, fault_proxy, seaweedfs, s3_bucket) as (
-        app,
-        client,
-        user,
-    ):
-        slow = fault_proxy.add(
-            Respond(503, "SlowDown", "Please reduce your request rate."), method="PUT", times=2
-        )
-        resp = await stream(client, user, mp4_bytes(100_000))
-        assert resp.status_code == 201, resp.text
-        assert slow.hits == 2
-        key = resp.json()["video"]["s3_key"]
-        assert len([r for r in fault_proxy.seen("PUT") if r.path.endswith(key)]) == 3
-        counts, keys, pending = await storage_state(app)
-        assert counts == {"videos": 1, "uploads": 1, "transcripts": 0}
-        assert (keys, pending) == ([key], [])
-        await assert_reconcile_clean(app)
+    app, client, user = proxied
+    slow = fault_proxy.add(
+        Respond(503, "SlowDown", "Please reduce your request rate."), method="PUT", times=2
+    )
+    resp = await stream(client, user, mp4_bytes(100_000))
+    assert resp.status_code == 201, resp.text
+    assert slow.hits == 2
+    key = resp.json()["video"]["s3_key"]
+    assert len([r for r in fault_proxy.seen("PUT") if r.path.endswith(key)]) == 3
+    counts, keys, pending = await storage_state(app)
+    assert counts == {"videos": 1, "uploads": 1, "transcripts": 0}
+    assert (keys, pending) == ([key], [])
+    await assert_reconcile_clean(app)
 
-        # The same on a multipart part, and on a direct upload's completion.
-        fault_proxy.add(Respond(503, "SlowDown"), method="PUT", query="partNumber=2", times=2)
-        assert (await stream(client, user, mp4_bytes(7 * MIB))).status_code == 201
-        session = (
-            await client.post(
-                DIRECT,
-                json={"filename": "d.mp4", "content_type": "video/mp4", "file_size": 3000},
-                headers=user.headers,
-            )
-        ).json()
-        async with httpx.AsyncClient() as phone:
-            sent = await phone.put(
-                session["url"], content=mp4_bytes(3000), headers=session["headers"]
-            )
-        assert sent.status_code == 200, sent.text
-        fault_proxy.add(Respond(503, "SlowDown"), method="HEAD", times=2)
-        done = await client.post(f"{DIRECT}/{session['upload_id']}/complete", headers=user.headers)
-        assert done.status_code == 201, done.text
-        assert (await row_counts(app))["videos"] == 3
-        assert len((await storage_state(app))[1]) == 3
-        await assert_reconcile_clean(app)
+    # The same on a multipart part, and on a direct upload's completion.
+    fault_proxy.add(Respond(503, "SlowDown"), method="PUT", query="partNumber=2", times=2)
+    assert (await stream(client, user, mp4_bytes(7 * MIB))).status_code == 201
+    session = (
+        await client.post(
+            DIRECT,
+            json={"filename": "d.mp4", "content_type": "video/mp4", "file_size": 3000},
+            headers=user.headers,
+        )
+    ).json()
+    async with httpx.AsyncClient() as phone:
+        sent = await phone.put(session["url"], content=mp4_bytes(3000), headers=session["headers"])
+    assert sent.status_code == 200, sent.text
+    fault_proxy.add(Respond(503, "SlowDown"), method="HEAD", times=2)
+    done = await client.post(f"{DIRECT}/{session['upload_id']}/complete", headers=user.headers)
+    assert done.status_code == 201, done.text
+    assert (await row_counts(app))["videos"] == 3
+    assert len((await storage_state(app))[1]) == 3
+    await assert_reconcile_clean(app)
 
 
 async def test_storage_answering_500_throughout(
-    tmp_path: Path,
-    sqlite_db: str,
+    proxied: Proxied,
     fault_proxy: FaultProxy,
-    seaweedfs: S3Server,
-    s3_bucket: str,
 ) -> None:
     """Every storage request fails: 503 to every write, nothing listed, nothing left."""
-    async with app_behind_proxy(tmp_path, sqlite_db, fault_proxy, seaweedfs, s3_bucket) as (
-        app,
-        client,
-        user,
-    ):
-        spec = {"filename": "d.mp4", "content_type": "video/mp4", "file_size": 3000}
-        session = (await client.post(DIRECT, json=spec, headers=user.headers)).json()
-        async with httpx.AsyncClient() as phone:
-            sent = await phone.put(
-                session["url"], content=mp4_bytes(3000), headers=session["headers"]
-            )
-        assert sent.status_code == 200
-        before = await storage_state(app)
+    app, client, user = proxied
+    spec = {"filename": "d.mp4", "content_type": "video/mp4", "file_size": 3000}
+    session = (await client.post(DIRECT, json=spec, headers=user.headers)).json()
+    async with httpx.AsyncClient() as phone:
+        sent = await phone.put(session["url"], content=mp4_bytes(3000), headers=session["headers"])
+    assert sent.status_code == 200
+    before = await storage_state(app)
 
-        fault_proxy.add(Respond(500, "InternalError"))
-        assert_clear_503(await stream(client, user, mp4_bytes(100_000)))
-        assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
-        big = {**spec, "file_size": 7 * MIB}
-        assert_clear_503(await client.post(DIRECT, json=big, headers=user.headers))
-        complete = f"{DIRECT}/{session['upload_id']}/complete"
-        assert_clear_503(await client.post(complete, headers=user.headers))
-        listing = await client.get("/api/v1/videos/s3-videos", headers=user.headers)
-        assert listing.status_code == 200
-        assert listing.json()["total_count"] == 0
-        fault_proxy.clear()
+    fault_proxy.add(Respond(500, "InternalError"))
+    assert_clear_503(await stream(client, user, mp4_bytes(100_000)))
+    assert_clear_503(await stream(client, user, mp4_bytes(7 * MIB)))
+    big = {**spec, "file_size": 7 * MIB}
+    assert_clear_503(await client.post(DIRECT, json=big, headers=user.headers))
+    complete = f"{DIRECT}/{session['upload_id']}/complete"
+    assert_clear_503(await client.post(complete, headers=user.headers))
+    listing = await client.get("/api/v1/videos/s3-videos", headers=user.headers)
+    assert listing.status_code == 200
+    assert listing.json()["total_count"] == 0
+    fault_proxy.clear()
 
-        assert await storage_state(app) == before
-        await assert_reconcile_clean(app)
-        # Nothing was lost either: the pending session completes now.
-        done = await client.post(complete, headers=user.headers)
-        assert done.status_code == 201, done.text
-        await assert_reconcile_clean(app)
+    assert await storage_state(app) == before
+    await assert_reconcile_clean(app)
+    # Nothing was lost either: the pending session completes now.
+    done = await client.post(complete, headers=user.headers)
+    assert done.status_code == 201, done.text
+    await assert_reconcile_clean(app)
 
 
 # -- database --------------------------------------------------------------------------
