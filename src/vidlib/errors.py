@@ -150,7 +150,9 @@ API_ERRORS = error_responses(429, 503)
 WRITE_ERRORS = error_responses(401, 409, 413, 422)
 
 
-def _json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_json(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error in the contract's shape, ``{"detail": ...}`` (also usable as an ASGI app
+    by middleware that answers before the application runs)."""
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -159,19 +161,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return _json(exc.status_code, exc.message, exc.headers)
+        return error_json(exc.status_code, exc.message, exc.headers)
 
     @app.exception_handler(StorageError)
     async def _storage_error(_: Request, exc: StorageError) -> JSONResponse:
         # A safety net: services translate what they expect; the rest is a 503.
         if isinstance(exc, ObjectNotFound):
-            return _json(404, "Not found.")
+            return error_json(404, "Not found.")
         if isinstance(exc, ObjectExists):
-            return _json(409, "The object already exists.")
+            return error_json(409, "The object already exists.")
         if isinstance(exc, InvalidPart):
-            return _json(400, "The uploaded parts do not form a valid upload.")
+            return error_json(400, "The uploaded parts do not form a valid upload.")
         log.warning("storage error: %s", type(exc).__name__)
-        return _json(503, ServiceUnavailable.message, dict(ServiceUnavailable.headers or {}))
+        return error_json(503, ServiceUnavailable.message, dict(ServiceUnavailable.headers or {}))
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
@@ -180,9 +182,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
             reason = exc.orig.__cause__ or exc.orig if exc.orig is not None else exc
             log.warning("database unavailable: %s", type(reason).__name__)
-            return _json(503, ServiceUnavailable.message, dict(ServiceUnavailable.headers or {}))
+            return error_json(
+                503, ServiceUnavailable.message, dict(ServiceUnavailable.headers or {})
+            )
         log.exception("unhandled database error", exc_info=exc)
-        return _json(500, "An internal error occurred.")
+        return error_json(500, "An internal error occurred.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -192,16 +196,16 @@ def install_error_handlers(app: FastAPI) -> None:
             # other malformed body is: JSON that is not UTF-8, broken multipart forms.
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, UnicodeError):
-                return _json(
+                return error_json(
                     422, [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]
                 )
             if isinstance(cause, MultiPartException):
-                return _json(422, "The request body is not valid multipart/form-data.")
+                return error_json(422, "The request body is not valid multipart/form-data.")
         if exc.status_code == 404 and detail == "Not Found":
             detail = "Not found."
         elif exc.status_code == 405:
             detail = "Method not allowed."
-        return _json(exc.status_code, detail, getattr(exc, "headers", None))
+        return error_json(exc.status_code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -211,9 +215,9 @@ def install_error_handlers(app: FastAPI) -> None:
             if "ctx" in err:
                 item["ctx"] = {k: str(v) for k, v in err["ctx"].items()}
             errors.append(item)
-        return _json(422, errors)
+        return error_json(422, errors)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return _json(500, "An internal error occurred.")
+        return error_json(500, "An internal error occurred.")

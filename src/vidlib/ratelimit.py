@@ -7,7 +7,6 @@ then lets requests through and logs it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -15,10 +14,12 @@ import time
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vidlib.auth.tokens import VERIFIED_PRINCIPAL, InvalidToken, TokenVerifier
 from vidlib.config import Settings
+from vidlib.errors import error_json
 
 log = logging.getLogger("vidlib.ratelimit")
 
@@ -94,22 +95,14 @@ class RateLimitMiddleware:
         for item, ids in checks:
             wait = await self._exceeded(item, *ids)
             if wait is not None:
-                await _too_many(send, wait)
+                await _too_many(wait)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-async def _too_many(send: Send, retry_after: int) -> None:
-    body = json.dumps({"detail": f"Too many requests; retry in {retry_after} second(s)."}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
+def _too_many(retry_after: int) -> JSONResponse:
+    return error_json(
+        429,
+        f"Too many requests; retry in {retry_after} second(s).",
+        headers={"Retry-After": str(retry_after)},
     )
-    await send({"type": "http.response.body", "body": body})

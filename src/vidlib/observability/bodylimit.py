@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vidlib.errors import error_json
 
 # Largest body accepted on JSON endpoints.
 JSON_BODY_LIMIT = 64 * 1024
@@ -35,7 +36,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _too_large(send, self.limit)
+                await _too_large(self.limit)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -60,19 +61,8 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if started:
                 raise
-            await _too_large(send, self.limit)
+            await _too_large(self.limit)(scope, receive, send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"The request body is larger than {limit // 1024} KiB."}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _too_large(limit: int) -> JSONResponse:
+    return error_json(413, f"The request body is larger than {limit // 1024} KiB.")
