@@ -40,7 +40,6 @@ from vidlib.storage.base import (
 from vidlib.tasks.ingest import IngestQueue
 from vidlib.uploads.concurrency import ensure_direct_session_room, lock_direct_sessions
 from vidlib.uploads.errors import (
-    MalformedBody,
     UnsupportedMedia,
     UploadConflict,
     UploadExpired,
@@ -70,9 +69,9 @@ from vidlib.uploads.streaming import (
     BLOCK_SIZE,
     Event,
     PartData,
-    PartEnd,
     PartStart,
     StoreFeed,
+    file_events,
     multipart_events,
     run_shielded,
 )
@@ -85,8 +84,6 @@ log = logging.getLogger("vidlib.uploads")
 # Multipart framing around the file (boundaries, part headers, small fields): a body
 # announcing more than the limit plus this is refused before a byte is read.
 FORM_OVERHEAD = 64 * 1024
-# Bytes of non-file form fields accepted (and ignored) beside the file.
-MAX_OTHER_FIELDS = 64 * 1024
 ACCEPTED_NAMES = "MP4, MOV, M4V, WebM or MKV"
 
 # Keys chosen by uploads still in progress in this process: two uploads of the same
@@ -187,28 +184,13 @@ class _FileReceiver:
 
     async def receive(self, events: AsyncIterator[Event]) -> _Stored:
         """Consume the body; the file is in storage when this returns."""
-        in_file = seen_file = False
-        other = 0
-        async for event in events:
+        async for event in file_events(events):
             if isinstance(event, PartStart):
-                in_file = event.name == "file"
-                if in_file and seen_file:
-                    raise MalformedBody("Send one file per request, in the field 'file'.")
-                if in_file:
-                    seen_file = True
-                    self.client_name = event.filename
+                self.client_name = event.filename
             elif isinstance(event, PartData):
-                if in_file:
-                    await self._data(event.data)
-                else:
-                    other += len(event.data)
-                    if other > MAX_OTHER_FIELDS:
-                        raise MalformedBody("The form carries too much besides the file.")
-            elif isinstance(event, PartEnd) and in_file:
-                in_file = False
+                await self._data(event.data)
+            else:
                 await self._file_end()
-        if not seen_file:
-            raise MalformedBody("The form has no field named 'file'.")
         info = await self._finish()
         assert self.key
         assert self.filename
@@ -870,29 +852,13 @@ async def read_small_file(
     """Buffer the ``file`` part of a multipart body, at most ``limit`` bytes (else 413)."""
     data = bytearray()
     name: str | None = None
-    in_file = seen = False
-    other = 0
-    async for event in multipart_events(body, content_type):
+    async for event in file_events(multipart_events(body, content_type)):
         if isinstance(event, PartStart):
-            in_file = event.name == "file"
-            if in_file and seen:
-                raise MalformedBody("Send one file per request, in the field 'file'.")
-            if in_file:
-                seen = True
-                name = event.filename
+            name = event.filename
         elif isinstance(event, PartData):
-            if in_file:
-                data += event.data
-                if len(data) > limit:
-                    raise UploadTooLarge(f"The file is larger than the {_size_text(limit)} limit.")
-            else:
-                other += len(event.data)
-                if other > MAX_OTHER_FIELDS:
-                    raise MalformedBody("The form carries too much besides the file.")
-        elif isinstance(event, PartEnd):
-            in_file = False
-    if not seen:
-        raise MalformedBody("The form has no field named 'file'.")
+            data += event.data
+            if len(data) > limit:
+                raise UploadTooLarge(f"The file is larger than the {_size_text(limit)} limit.")
     return name, bytes(data)
 
 

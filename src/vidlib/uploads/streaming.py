@@ -161,6 +161,37 @@ async def multipart_events(
         raise MalformedBody("The multipart body ended before its closing boundary.")
 
 
+# Bytes of form fields other than ``file`` that a request may carry (they are ignored).
+MAX_OTHER_FIELDS = 64 * 1024
+
+
+async def file_events(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The start, data and end of the form's one field named ``file``.
+
+    Other fields are skipped, up to ``MAX_OTHER_FIELDS`` bytes in all; a second
+    ``file`` field, or none, is a 422.
+    """
+    in_file = seen = False
+    other = 0
+    async for event in events:
+        if isinstance(event, PartStart):
+            in_file = event.name == "file"
+            if in_file and seen:
+                raise MalformedBody("Send one file per request, in the field 'file'.")
+            if in_file:
+                seen = True
+                yield event
+        elif in_file:
+            in_file = not isinstance(event, PartEnd)
+            yield event
+        elif isinstance(event, PartData):
+            other += len(event.data)
+            if other > MAX_OTHER_FIELDS:
+                raise MalformedBody("The form carries too much besides the file.")
+    if not seen:
+        raise MalformedBody("The form has no field named 'file'.")
+
+
 class StoreFeed:
     """Bytes handed from the request reader to a storage writer through a bounded queue.
 
